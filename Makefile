@@ -1,0 +1,83 @@
+# Two commands do all the set-up: `make book` and `make test` (see README.md).
+#
+#   make book [PROFILE=smoke|quick|full]   install, prepare data, execute every chapter
+#                                          with papermill, render HTML in _build/html
+#   make test                              install, run the test suite
+#   make bench                             speed benchmarks (ratios, not assertions)
+#   make sync                              re-pair every chapter's .md and .ipynb
+#
+# A virtual environment is created in .venv unless one is active already.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PROFILE ?= quick
+PYTHON ?= python3
+
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := .venv
+endif
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.prunebounds-installed
+
+CHAPTERS := $(sort $(basename $(notdir $(wildcard notebooks/*.md))))
+SRC := $(shell find src -name '*.py' -not -path '*/__pycache__/*')
+EXEC_DIR := _build/executed/$(PROFILE)
+EXECUTED := $(CHAPTERS:%=$(EXEC_DIR)/%.ipynb)
+STAGE := _build/stage
+BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
+
+.PHONY: help install data execute book test bench sync clean clean-cache
+
+help:
+	@sed -n '1,12p' Makefile
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[book,test]"
+	touch $@
+
+install: $(STAMP)
+
+# Real data for the quick and full profiles: ../shared/data when present, else download.
+data: $(STAMP)
+ifneq ($(PROFILE),smoke)
+	$(PY) -m prunebounds.data mnist
+endif
+
+# An executed chapter is redone only when its sources, the package or the install change.
+$(EXEC_DIR)/%.ipynb: notebooks/%.ipynb notebooks/%.md $(SRC) $(STAMP) | data
+	$(PY) tools/execute_chapters.py --profile $(PROFILE) --out-dir $(EXEC_DIR) $<
+
+execute: $(EXECUTED)
+
+# Render the executed notebooks (execution off) from a staging copy of the book, so
+# that tracked files are never modified. Warnings fail the build.
+book: $(EXECUTED) $(BOOK_PAGES) _config.yml _toc.yml
+	rm -rf $(STAGE) && mkdir -p $(STAGE)/notebooks
+	cp -p _config.yml _toc.yml $(STAGE)/
+	cp -rp book $(STAGE)/book
+	ln -s $(CURDIR)/src $(STAGE)/src
+	cp -p $(EXECUTED) $(STAGE)/notebooks/
+	$(VENV)/bin/jupyter-book build $(STAGE) --path-output _build/site -W -n --keep-going
+	rm -rf _build/html && ln -s site/_build/html _build/html
+	@echo "The book is in _build/html/index.html (profile $(PROFILE))."
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP) data
+	$(PY) benchmarks/train_throughput.py
+
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/*.md
+
+clean:
+	rm -rf _build
+
+clean-cache:
+	rm -rf _cache

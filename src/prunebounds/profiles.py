@@ -1,0 +1,148 @@
+"""Run sizes ("profiles") and the validation of every chapter's parameters.
+
+A chapter's ``parameters`` cell names a profile (``smoke``, ``quick`` or ``full``) and
+may override single fields; :func:`resolve` merges the two and checks every value, so a
+bad parameter stops the chapter at once with a message that names the valid values.
+The profile can also come from the environment variable ``PRUNEBOUNDS_PROFILE``
+(:func:`from_environment`), which is how ``make book PROFILE=...`` reaches the chapters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ParameterError
+
+ENV_VAR = "PRUNEBOUNDS_PROFILE"
+DEFAULT_PROFILE = "quick"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size knob of the book in one place.
+
+    Attributes:
+        name: ``smoke`` (seconds, synthetic data, for tests), ``quick`` (real MNIST,
+            minutes on two CPU cores), or ``full`` (the paper's scale, for a GPU).
+        dataset: ``mnist``, ``cifar10`` or ``synthetic``.
+        arch: an architecture preset of :data:`prunebounds.models.ARCHITECTURES`.
+        optimiser: a preset of :data:`prunebounds.train.OPTIMISERS`.
+        epochs: training epochs of the main network.
+        max_train: cap on the number of training samples (``None``: the paper's 80%).
+        seed: seed of initialisation, shuffling and every random draw.
+        n_d: number of values of the pruning parameter ``d`` in sweeps over [0, 10].
+        mc_trials: Monte Carlo repetitions for checks of expectations.
+    """
+
+    name: str
+    dataset: str
+    arch: str
+    optimiser: str
+    epochs: int
+    max_train: int | None
+    seed: int
+    n_d: int
+    mc_trials: int
+
+    def replace(self, **changes: Any) -> "Profile":
+        """A copy with some fields changed (validated by :func:`resolve`)."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", dataset="synthetic", arch="smoke", optimiser="paper-mnist",
+        epochs=2, max_train=None, seed=0, n_d=5, mc_trials=20,
+    ),
+    "quick": Profile(
+        name="quick", dataset="mnist", arch="paper-mnist", optimiser="paper-mnist",
+        epochs=10, max_train=None, seed=0, n_d=21, mc_trials=200,
+    ),
+    "full": Profile(
+        name="full", dataset="mnist", arch="paper-mnist", optimiser="paper-mnist",
+        epochs=100, max_train=None, seed=0, n_d=101, mc_trials=2000,
+    ),
+}
+
+
+def _names(options) -> str:
+    return ", ".join(sorted(options))
+
+
+def check_choice(name: str, value: Any, options) -> str:
+    """Return ``value`` if it is one of ``options``, else raise naming them."""
+    if not isinstance(value, str) or value not in options:
+        raise ParameterError(
+            f"unknown {name} {value!r}; valid values: {_names(options)}"
+        )
+    return value
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int if it is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ParameterError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_real(name: str, value: Any, *, minimum: float | None = None,
+               maximum: float | None = None) -> float:
+    """Return ``value`` as a float if it is a finite real number within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ParameterError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ParameterError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def from_environment(default: str = DEFAULT_PROFILE) -> str:
+    """The profile named by ``PRUNEBOUNDS_PROFILE``, or ``default``."""
+    return os.environ.get(ENV_VAR, "").strip() or default
+
+
+def resolve(profile: str | None = None, **overrides: Any) -> Profile:
+    """The named profile with the non-``None`` overrides applied, all values checked.
+
+    Raises:
+        ParameterError: unknown profile, data set, architecture or optimiser; a size
+            that is not a positive integer; a seed that is not an integer.
+    """
+    from .data import DATASETS
+    from .models import ARCHITECTURES
+    from .train import OPTIMISERS
+
+    name = from_environment() if profile is None else profile
+    base = PROFILES[check_choice("profile", name, PROFILES)]
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Profile)} - {"name"}
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {_names(unknown)}; valid: "
+            f"{_names(f.name for f in dataclasses.fields(Profile) if f.name != 'name')}"
+        )
+    chosen = {k: v for k, v in overrides.items() if v is not None and k != "name"}
+    p = base.replace(**chosen)
+    check_choice("dataset", p.dataset, DATASETS)
+    check_choice("architecture", p.arch, ARCHITECTURES)
+    check_choice("optimiser", p.optimiser, OPTIMISERS)
+    return p.replace(
+        epochs=check_int("epochs", p.epochs, minimum=1),
+        max_train=None if p.max_train is None else check_int("max_train", p.max_train, minimum=1),
+        seed=check_int("seed", p.seed, minimum=0),
+        n_d=check_int("n_d", p.n_d, minimum=2),
+        mc_trials=check_int("mc_trials", p.mc_trials, minimum=1),
+    )

@@ -1,0 +1,74 @@
+"""The book's configuration agrees with itself: toc, repository URL, dependencies."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _toc_files(node) -> list[str]:
+    out = []
+    if isinstance(node, dict):
+        if "file" in node:
+            out.append(node["file"])
+        for v in node.values():
+            out += _toc_files(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += _toc_files(v)
+    return out
+
+
+def test_every_chapter_is_in_the_toc_and_every_toc_entry_exists():
+    files = [TOC["root"], *_toc_files(TOC)]
+    for f in files:
+        assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
+    chapters = {f"notebooks/{p.stem}" for p in (ROOT / "notebooks").glob("*.md")}
+    assert chapters <= set(files), f"chapters missing from _toc.yml: {chapters - set(files)}"
+
+
+def test_repository_url_is_set_in_one_place():
+    url = CONFIG["repository"]["url"]
+    assert PYPROJECT["project"]["urls"]["Repository"] == url
+    for md in (ROOT / "notebooks").glob("*.md"):
+        found = set(re.findall(r"git\+(https://[^@\"]+)@", md.read_text()))
+        assert found == {url}, f"{md.name}: Colab install cell must use {url}, found {found}"
+
+
+def test_only_one_twin_of_each_pair_is_a_page():
+    excluded = CONFIG["exclude_patterns"]
+    assert "notebooks/*.md" in excluded
+    assert {"_build", "**.ipynb_checkpoints"} <= set(excluded)
+
+
+def test_environment_yml_matches_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["book"]
+    norm = lambda xs: sorted(x.replace(" ", "").lower() for x in xs)  # noqa: E731
+    assert norm(pip) == norm(declared)
+    assert "pip install" in (ROOT / "postBuild").read_text()
+
+
+def test_jupyter_book_is_pinned_below_2():
+    book = PYPROJECT["project"]["optional-dependencies"]["book"]
+    assert any(re.fullmatch(r"jupyter-book>=1\.0\.4\.post1,<2", d) for d in book)
+
+
+def test_ci_runs_make_test():
+    lines = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert "make test" in lines
+
+
+def test_bibliography_on_one_page_only():
+    pages = [p for p in list((ROOT / "book").glob("*.md")) + list((ROOT / "notebooks").glob("*.md"))
+             if "{bibliography}" in p.read_text()]
+    assert [p.name for p in pages] == ["references.md"]
