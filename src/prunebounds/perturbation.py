@@ -1,0 +1,312 @@
+"""From layer-wise pruning errors to the change of the network's output.
+
+The paper propagates the spectral norms of the pruning errors Delta^l = A^l - A_hat^l
+through the network with the perturbation lemma of Neyshabur, Bhojanapalli & Srebro,
+"A PAC-Bayesian approach to spectrally-normalized margin bounds for neural networks"
+(ICLR 2018), Lemma 2: for an L-layer ReLU network **without biases**, inputs with
+||x||_2 <= B, and perturbations with ||Delta^l||_2 <= ||A^l||_2 / L for every l,
+
+    |f_A(x) - f_{A - Delta}(x)|_2 <= e B (prod_l ||A^l||_2) sum_l ||Delta^l||_2 / ||A^l||_2.   (P)
+
+The paper multiplies this by a product of factors Gamma_l that its main text does not
+define; :func:`authors_gamma` computes them as the authors' code does, and
+:func:`needed_margin` evaluates the authors' quantity with its factors, so a chapter can
+say which factor dominates. :func:`pruning_error` measures the true change on data.
+
+Biases. Lemma (P) is stated for networks without biases; the paper's networks have
+them. :func:`augmented_weights` turns a network with biases into an equivalent bias-free
+one on inputs [x; 1] (so B becomes sqrt(B^2 + 1)); since pruning never touches biases,
+the augmented errors have the same spectral norms as the Delta^l. The authors' code
+applies (P) with the plain weight matrices and B = max ||x||_2, ignoring the biases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import torch
+from torch import nn
+
+from .errors import ParameterError
+from .margins import logits
+from .models import check_chain, linear_layers, weight_matrices
+from .profiles import check_choice, check_int, check_real
+from .random_matrices import spectral_norm
+
+__all__ = [
+    "spectral_norms",
+    "perturbation_bound",
+    "perturbation_condition_holds",
+    "augmented_weights",
+    "max_input_norm",
+    "authors_t",
+    "authors_gamma",
+    "MarginBreakdown",
+    "needed_margin",
+    "PruningError",
+    "pruning_error",
+]
+
+#: The target probability in the authors' equation for t: 1 - m exp(-t^2 d_1) = 0.99.
+AUTHORS_TARGET = 0.99
+#: The authors' bisection: scipy.optimize.bisect on [0, 1] with xtol = 0.01.
+AUTHORS_XTOL = 0.01
+
+
+# --------------------------------------------------------------------------- helpers
+def _norm_list(name: str, values: Sequence[Any], *, positive: bool) -> list[float]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+        raise ParameterError(f"{name} must be a non-empty list of norms, one per layer")
+    out = []
+    for i, v in enumerate(values):
+        v = float(v) if isinstance(v, torch.Tensor) else v
+        v = check_real(f"{name}[{i}]", v, minimum=0.0)
+        if positive and v == 0.0:
+            raise ParameterError(f"{name}[{i}] must be > 0 (a layer with zero norm makes "
+                                 "the network constant; the bound divides by it)")
+        out.append(v)
+    return out
+
+
+def _paired(weight_norms, delta_norms) -> tuple[list[float], list[float]]:
+    a = _norm_list("weight_norms", weight_norms, positive=True)
+    d = _norm_list("delta_norms", delta_norms, positive=False)
+    if len(a) != len(d):
+        raise ParameterError(f"{len(a)} weight norms but {len(d)} delta norms; "
+                             "give one of each per layer")
+    return a, d
+
+
+def _weights(x: nn.Module | Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
+    ws = weight_matrices(x) if isinstance(x, nn.Module) else list(x)
+    if not all(isinstance(w, torch.Tensor) for w in ws):
+        raise ParameterError(f"{name} must be a model or a list of weight tensors")
+    check_chain(ws)
+    return [w.detach() for w in ws]
+
+
+def spectral_norms(weights: nn.Module | Sequence[torch.Tensor]) -> list[float]:
+    """||A^l||_2 for each weight matrix (of a model, or of a list of out x in tensors)."""
+    return [spectral_norm(w) for w in _weights(weights, "weights")]
+
+
+# --------------------------------------------------------------------------- the perturbation lemma
+def perturbation_bound(weight_norms: Sequence[float], delta_norms: Sequence[float],
+                       input_norm: float) -> float:
+    """e B (prod_l ||A^l||_2) sum_l ||Delta^l||_2 / ||A^l||_2, the right side of (P).
+
+    Neyshabur, Bhojanapalli & Srebro (ICLR 2018), Lemma 2: it bounds the Euclidean norm
+    of the change of the output vector, hence also its sup-norm and the change of any
+    single logit, for every input with ||x||_2 <= B, **provided**
+    :func:`perturbation_condition_holds` (||Delta^l|| <= ||A^l|| / L for all l) and the
+    network has no biases (see :func:`augmented_weights`).
+
+    Args:
+        weight_norms: ||A^l||_2 per layer (> 0).
+        delta_norms: ||Delta^l||_2 per layer (>= 0).
+        input_norm: B = max ||x||_2 over the inputs considered.
+    """
+    a, d = _paired(weight_norms, delta_norms)
+    b = check_real("input_norm", input_norm, minimum=0.0)
+    return float(math.e * b * math.prod(a) * sum(dl / al for dl, al in zip(d, a)))
+
+
+def perturbation_condition_holds(weight_norms: Sequence[float],
+                                 delta_norms: Sequence[float]) -> bool:
+    """True iff ||Delta^l||_2 <= ||A^l||_2 / L for every layer l (hypothesis of (P))."""
+    a, d = _paired(weight_norms, delta_norms)
+    L = len(a)
+    return all(dl <= al / L for dl, al in zip(d, a))
+
+
+def augmented_weights(model: nn.Module) -> list[torch.Tensor]:
+    """Bias-free matrices that compute the same network on augmented inputs [x; 1].
+
+    Hidden layer l becomes [[A^l, b^l], [0, 1]] (the constant 1 passes through ReLU
+    unchanged), the last layer [A^L, b^L]. So f(x) = A~^L phi(... phi(A~^1 [x; 1])), and
+    Lemma (P) applies with B~ = sqrt(B^2 + 1) and the norms of these matrices. A layer
+    without bias gets a zero column. Used to apply (P) rigorously to networks with biases.
+    """
+    layers = linear_layers(model)
+    if not layers:
+        raise ParameterError("the model has no nn.Linear layers")
+    out = []
+    for i, layer in enumerate(layers):
+        W = layer.weight.detach().to(torch.float64)
+        b = (layer.bias.detach().to(torch.float64) if layer.bias is not None
+             else torch.zeros(W.shape[0], dtype=torch.float64, device=W.device))
+        top = torch.cat([W, b[:, None]], dim=1)
+        if i < len(layers) - 1:
+            bottom = torch.zeros(1, W.shape[1] + 1, dtype=torch.float64, device=W.device)
+            bottom[0, -1] = 1.0
+            top = torch.cat([top, bottom], dim=0)
+        out.append(top)
+    return out
+
+
+def max_input_norm(X: torch.Tensor) -> float:
+    """B = max_i ||x_i||_2 over the rows of ``X`` (each sample flattened)."""
+    return float(X.reshape(len(X), -1).to(torch.float64).norm(dim=1).max())
+
+
+# --------------------------------------------------------------------------- the authors' Gamma
+def authors_t(fan_in: int, m: int, method: str = "closed") -> float:
+    """The t of the authors' code: the root of 1 - m exp(-t^2 d_1) = 0.99, d_1 = fan-in.
+
+    Closed form: m exp(-t^2 d_1) = 0.01, so t = sqrt(log(100 m) / d_1).
+    ``method="bisect"`` reproduces the authors' numbers: ``scipy.optimize.bisect`` on
+    [0, 1] with ``xtol=0.01`` (so |t_bisect - t| <= 0.01). The bisection needs the root
+    in [0, 1], i.e. log(100 m) <= d_1; otherwise it raises (as the authors' code would).
+
+    Args:
+        fan_in: d_1 = number of inputs of the layer (PyTorch ``weight.shape[1]``).
+        m: number of training samples.
+        method: ``"closed"`` or ``"bisect"``.
+    """
+    d1 = check_int("fan_in", fan_in, minimum=1)
+    m = check_int("m", m, minimum=1)
+    method = check_choice("method", method, ("closed", "bisect"))
+    t_closed = math.sqrt(math.log(100.0 * m) / d1)
+    if method == "closed":
+        return t_closed
+    if t_closed > 1.0:
+        raise ParameterError(f"the root t = {t_closed:.4g} lies outside the authors' bisection "
+                             "interval [0, 1] (log(100 m) > fan_in); use method='closed'")
+
+    def f(t: float) -> float:
+        return 1.0 - m * np.exp(-t * t * d1) - AUTHORS_TARGET
+
+    return float(scipy.optimize.bisect(f, 0.0, 1.0, xtol=AUTHORS_XTOL))
+
+
+def authors_gamma(fan_in: int, fan_out: int, m: int, method: str = "closed") -> float:
+    """Gamma_l of the authors' code: min(1, t sqrt(d_2)) if d_2 < d_1, else 1.
+
+    The factor prod_l Gamma_l that the paper multiplies the perturbation bound with is
+    not defined in its main text (brief, "Pruning error"); this is what the authors' code
+    computes for a layer with fan-in d_1 and fan-out d_2 (PyTorch weight is out x in, so
+    d_1 = ``weight.shape[1]``, d_2 = ``weight.shape[0]``), with t from :func:`authors_t`.
+    If the root t exceeds 1 the bisection of the authors' code would fail, but then
+    t sqrt(d_2) > 1 and Gamma = 1 for either method, which is returned.
+
+    Example: the paper's MNIST output layer (d_1 = 784, d_2 = 10) with m = 48,000 gives
+    Gamma = sqrt(10 log(4.8e6) / 784) = 0.443; square layers give 1.
+    """
+    d1 = check_int("fan_in", fan_in, minimum=1)
+    d2 = check_int("fan_out", fan_out, minimum=1)
+    m = check_int("m", m, minimum=1)
+    method = check_choice("method", method, ("closed", "bisect"))
+    if d2 >= d1:
+        return 1.0
+    if authors_t(d1, m, "closed") * math.sqrt(d2) >= 1.0:
+        return 1.0
+    return float(min(1.0, authors_t(d1, m, method) * math.sqrt(d2)))
+
+
+# --------------------------------------------------------------------------- the authors' needed margin
+@dataclass(frozen=True)
+class MarginBreakdown:
+    """The authors' needed margin and its factors.
+
+    value = e_times_b * product_of_norms * sum_of_ratios * product_of_gammas.
+    """
+
+    value: float
+    e_times_b: float
+    product_of_norms: float
+    sum_of_ratios: float
+    product_of_gammas: float
+    weight_norms: tuple[float, ...]
+    delta_norms: tuple[float, ...]
+    gammas: tuple[float, ...]
+    condition_holds: bool
+
+    def as_dict(self) -> dict:
+        """Plain dict (for tables and the results cache)."""
+        return asdict(self)
+
+
+def needed_margin(weights: nn.Module | Sequence[torch.Tensor],
+                  pruned_weights: nn.Module | Sequence[torch.Tensor],
+                  input_norm: float, m: int, with_gamma: bool = True,
+                  gamma_method: str = "bisect") -> MarginBreakdown:
+    """The authors' evaluated margin e B (sum_l ||Delta^l||/||A^l||) prod_l ||A^l|| prod_l Gamma_l.
+
+    The quantity the authors' code compares with the network's margin (``needed_margin``
+    in ``find_alpha_true``/``compute_best_generalization_bound``): the perturbation
+    bound (P) times the authors' prod_l Gamma_l (brief, "Pruning error (Lemma 4.1,
+    reconstructed)"). Compression succeeds when it is <= gamma. With
+    ``with_gamma=False`` it is exactly (P). The hypothesis of (P) is reported in
+    ``condition_holds`` but not enforced, as in the authors' code.
+
+    Args:
+        weights: the original model or its weight matrices A^l (out x in).
+        pruned_weights: the pruned model or its matrices A_hat^l (same shapes).
+        input_norm: B = max ||x||_2 over the training inputs.
+        m: number of training samples (enters Gamma only).
+        with_gamma: multiply by prod_l Gamma_l (the authors did).
+        gamma_method: ``"bisect"`` (the authors' numbers) or ``"closed"``.
+    """
+    A = _weights(weights, "weights")
+    A_hat = _weights(pruned_weights, "pruned_weights")
+    if len(A) != len(A_hat) or any(a.shape != b.shape for a, b in zip(A, A_hat)):
+        raise ParameterError("weights and pruned_weights must have the same number of layers "
+                             "and the same shapes: "
+                             f"{[tuple(a.shape) for a in A]} vs {[tuple(b.shape) for b in A_hat]}")
+    m = check_int("m", m, minimum=1)
+    b = check_real("input_norm", input_norm, minimum=0.0)
+    a_norms = [spectral_norm(a) for a in A]
+    d_norms = [spectral_norm(a.to(torch.float64) - h.to(torch.float64)) for a, h in zip(A, A_hat)]
+    a_norms, d_norms = _paired(a_norms, d_norms)
+    gammas = ([authors_gamma(a.shape[1], a.shape[0], m, gamma_method) for a in A]
+              if with_gamma else [1.0] * len(A))
+    prod_norms = math.prod(a_norms)
+    ratios = sum(dl / al for dl, al in zip(d_norms, a_norms))
+    prod_gammas = math.prod(gammas)
+    eb = math.e * b
+    return MarginBreakdown(
+        value=float(eb * prod_norms * ratios * prod_gammas), e_times_b=float(eb),
+        product_of_norms=float(prod_norms), sum_of_ratios=float(ratios),
+        product_of_gammas=float(prod_gammas), weight_norms=tuple(a_norms),
+        delta_norms=tuple(d_norms), gammas=tuple(float(g) for g in gammas),
+        condition_holds=perturbation_condition_holds(a_norms, d_norms),
+    )
+
+
+# --------------------------------------------------------------------------- the true pruning error
+@dataclass(frozen=True)
+class PruningError:
+    """Measured change of the outputs on a data set (maxima over the samples)."""
+
+    max_correct_logit_change: float  # max_i |f(x_i)[y_i] - g(x_i)[y_i]|, the authors' measure
+    max_sup_change: float            # max_i ||f(x_i) - g(x_i)||_inf
+    max_l2_change: float             # max_i ||f(x_i) - g(x_i)||_2, what (P) bounds
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pruning_error(model: nn.Module, pruned: nn.Module, X: torch.Tensor,
+                  y: torch.Tensor) -> PruningError:
+    """The true pruning error of ``pruned`` against ``model`` on (X, y).
+
+    ``max_correct_logit_change`` is the authors' "true pruning error" (``find_alpha_true``:
+    the largest change of the correct-class logit over the training set); the sup-norm
+    and Euclidean norm of the whole logit-vector change are returned too (the latter is
+    what Lemma (P) bounds). Computed in float64 differences of the models' outputs.
+    """
+    if len(X) != len(y) or len(X) == 0:
+        raise ParameterError(f"X and y must be non-empty and of equal length, got {len(X)} "
+                             f"and {len(y)}")
+    diff = (logits(model, X).to(torch.float64) - logits(pruned, X).to(torch.float64))
+    correct = diff.gather(1, y.to(diff.device).long()[:, None]).squeeze(1).abs()
+    return PruningError(
+        max_correct_logit_change=float(correct.max()),
+        max_sup_change=float(diff.abs().max(dim=1).values.max()),
+        max_l2_change=float(diff.norm(dim=1).max()),
+    )

@@ -1,0 +1,197 @@
+"""Tests of prunebounds.perturbation: Neyshabur et al.'s lemma, the authors' Gamma and margin."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+from torch import nn
+
+from prunebounds.errors import ParameterError
+from prunebounds.models import MLP, linear_layers, weight_matrices
+from prunebounds.perturbation import (
+    augmented_weights,
+    authors_gamma,
+    authors_t,
+    max_input_norm,
+    needed_margin,
+    perturbation_bound,
+    perturbation_condition_holds,
+    pruning_error,
+    spectral_norms,
+)
+from prunebounds.pruning import prune_paper
+
+# A tiny fixed 2-layer network (no biases): A1 = diag(2, 1), A2 = diag(3, 4).
+A1 = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+A2 = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
+# Perturbed ("pruned") weights: Delta1 = diag(0, 0.5), Delta2 = diag(1, 0).
+A1_HAT = torch.tensor([[2.0, 0.0], [0.0, 0.5]])
+A2_HAT = torch.tensor([[2.0, 0.0], [0.0, 4.0]])
+# ||A1|| = 2, ||A2|| = 4, ||Delta1|| = 0.5, ||Delta2|| = 1, L = 2, B = 1:
+# bound = e * 1 * (2 * 4) * (0.5/2 + 1/4) = 4e = 10.873127313836...
+HAND_BOUND = 10.873127313836182
+
+
+def tiny_network(w1: torch.Tensor, w2: torch.Tensor) -> nn.Sequential:
+    net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(w1)
+        net[2].weight.copy_(w2)
+    return net
+
+
+def test_hand_computed_bound():
+    assert spectral_norms([A1, A2]) == pytest.approx([2.0, 4.0])
+    assert perturbation_bound([2.0, 4.0], [0.5, 1.0], 1.0) == pytest.approx(HAND_BOUND, rel=1e-12)
+    assert perturbation_bound([2.0, 4.0], [0.5, 1.0], 3.0) == pytest.approx(3 * HAND_BOUND)
+    assert perturbation_condition_holds([2.0, 4.0], [0.5, 1.0])          # 0.5 <= 1, 1 <= 2
+    assert not perturbation_condition_holds([2.0, 4.0], [1.5, 1.0])      # 1.5 > 2/2
+    br = needed_margin([A1, A2], [A1_HAT, A2_HAT], input_norm=1.0, m=100)
+    assert br.value == pytest.approx(HAND_BOUND, rel=1e-9)              # square layers: Gamma = 1
+    assert br.product_of_norms == pytest.approx(8.0)
+    assert br.sum_of_ratios == pytest.approx(0.5)
+    assert br.product_of_gammas == 1.0 and br.e_times_b == pytest.approx(math.e)
+    assert br.delta_norms == pytest.approx((0.5, 1.0)) and br.condition_holds
+
+
+def test_hand_network_change_below_bound():
+    f, g = tiny_network(A1, A2), tiny_network(A1_HAT, A2_HAT)
+    # x = (0.6, 0.8), ||x|| = 1: f(x) = (3*1.2, 4*0.8) = (3.6, 3.2); g(x) = (2*1.2, 4*0.4) = (2.4, 1.6)
+    X = torch.tensor([[0.6, 0.8]])
+    err = pruning_error(f, g, X, torch.tensor([1]))
+    assert err.max_correct_logit_change == pytest.approx(1.6, rel=1e-6)
+    assert err.max_sup_change == pytest.approx(1.6, rel=1e-6)
+    assert err.max_l2_change == pytest.approx(math.hypot(1.2, 1.6), rel=1e-6)
+    assert err.max_l2_change <= HAND_BOUND * max_input_norm(X)
+
+
+def test_bound_holds_on_random_networks():
+    """Bias-free random ReLU network, perturbations at half the allowed size: ||change|| <= bound."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(5):
+        torch.manual_seed(trial)
+        f = MLP([20, 30, 30, 5], bias=False)
+        h = copy.deepcopy(f)
+        L = len(linear_layers(f))
+        with torch.no_grad():
+            for lf, lh in zip(linear_layers(f), linear_layers(h)):
+                D = torch.randn(lf.weight.shape, generator=g)
+                D *= (torch.linalg.matrix_norm(lf.weight, 2) / (2 * L)) / torch.linalg.matrix_norm(D, 2)
+                lh.weight -= D
+        X = torch.randn(300, 20, generator=g)
+        y = torch.randint(0, 5, (300,), generator=g)
+        br = needed_margin(f, h, max_input_norm(X), m=300, with_gamma=False)
+        assert br.condition_holds
+        err = pruning_error(f, h, X, y)
+        assert err.max_correct_logit_change <= err.max_l2_change <= br.value
+        assert err.max_sup_change <= err.max_l2_change
+
+
+def test_bound_with_biases_via_augmentation():
+    """A paper-pruned network with biases: (P) on [x; 1] with augmented matrices holds."""
+    torch.manual_seed(1)
+    f = MLP([15, 25, 25, 4])
+    h = prune_paper(f, 0.05, seed=3)                       # light pruning, condition holds
+    X = torch.randn(200, 15, generator=torch.Generator().manual_seed(2))
+    Af, Ah = augmented_weights(f), augmented_weights(h)
+    B = math.sqrt(max_input_norm(X) ** 2 + 1)
+    a_norms = [float(torch.linalg.matrix_norm(a, 2)) for a in Af]
+    d_norms = [float(torch.linalg.matrix_norm(a - b, 2)) for a, b in zip(Af, Ah)]
+    assert perturbation_condition_holds(a_norms, d_norms)
+    bound = perturbation_bound(a_norms, d_norms, B)
+    # the augmented matrices compute the same network
+    Xa = torch.cat([X, torch.ones(len(X), 1)], dim=1).to(torch.float64)
+    z = Xa
+    for i, A in enumerate(Af):
+        z = z @ A.T
+        if i < len(Af) - 1:
+            z = torch.relu(z)
+    assert torch.allclose(z, f(X).to(torch.float64), atol=1e-5)
+    # pruning leaves biases alone: augmented error norms equal the plain ones
+    plain = [float(torch.linalg.matrix_norm(a - b, 2))
+             for a, b in zip(weight_matrices(f), weight_matrices(h))]
+    assert d_norms == pytest.approx(plain, rel=1e-6)
+    assert pruning_error(f, h, X, torch.zeros(200, dtype=torch.long)).max_l2_change <= bound
+
+
+def test_authors_gamma_closed_and_bisect():
+    m, d1, d2 = 48_000, 784, 10                            # the paper's MNIST output layer
+    t = math.sqrt(math.log(100 * m) / d1)
+    assert authors_t(d1, m) == pytest.approx(t)
+    assert 1 - m * math.exp(-t * t * d1) == pytest.approx(0.99)
+    tb = authors_t(d1, m, method="bisect")
+    assert abs(tb - t) <= 0.01
+    assert tb == scipy.optimize.bisect(lambda s: 1 - m * np.exp(-s * s * d1) - 0.99, 0, 1,
+                                       xtol=0.01)
+    assert authors_gamma(d1, d2, m) == pytest.approx(math.sqrt(d2 * math.log(100 * m) / d1))
+    assert authors_gamma(d1, d2, m) == pytest.approx(0.44297, abs=1e-5)
+    assert abs(authors_gamma(d1, d2, m, "bisect") - authors_gamma(d1, d2, m)) <= 0.01 * math.sqrt(d2)
+    for fan_in, fan_out, n in ((300, 10, 1000), (3072, 2000, 40_000), (100, 3, 50)):
+        assert abs(authors_gamma(fan_in, fan_out, n, "bisect")
+                   - authors_gamma(fan_in, fan_out, n)) <= 0.01 * math.sqrt(fan_out)
+    assert authors_gamma(784, 784, m) == 1.0                # d2 >= d1
+    assert authors_gamma(100, 200, m) == 1.0
+    assert authors_gamma(10, 5, 1000, "bisect") == 1.0      # root t > 1: Gamma = 1
+    with pytest.raises(ParameterError):
+        authors_t(10, 1000, method="bisect")                # root outside [0, 1]
+    with pytest.raises(ParameterError):
+        authors_gamma(784, 10, m, method="newton")
+
+
+def test_needed_margin_breakdown_multiplies():
+    torch.manual_seed(4)
+    f = MLP([40, 200, 2])
+    h = prune_paper(f, 1.0, seed=0)
+    br = needed_margin(f, h, input_norm=2.5, m=10)
+    assert br.gammas[0] == 1.0                              # 40 -> 200: d2 >= d1
+    t = scipy.optimize.bisect(lambda s: 1 - 10 * np.exp(-s * s * 200) - 0.99, 0, 1, xtol=0.01)
+    assert br.gammas[1] == pytest.approx(t * math.sqrt(2))  # 200 -> 2, the authors' bisection
+    assert br.value == pytest.approx(br.e_times_b * br.product_of_norms * br.sum_of_ratios
+                                     * br.product_of_gammas)
+    plain = needed_margin(f, h, input_norm=2.5, m=10, with_gamma=False)
+    assert plain.value == pytest.approx(perturbation_bound(plain.weight_norms,
+                                                           plain.delta_norms, 2.5))
+    assert set(br.as_dict()) >= {"value", "product_of_norms", "sum_of_ratios",
+                                 "product_of_gammas", "e_times_b"}
+
+
+def test_pruning_error_last_bias_shift():
+    torch.manual_seed(5)
+    f = MLP([6, 8, 3])
+    h = copy.deepcopy(f)
+    with torch.no_grad():
+        h[-1].bias[0] += 0.5
+    X = torch.randn(50, 6)
+    e0 = pruning_error(f, h, X, torch.zeros(50, dtype=torch.long))
+    assert e0.max_correct_logit_change == pytest.approx(0.5, abs=1e-6)
+    assert e0.max_sup_change == pytest.approx(0.5, abs=1e-6)
+    assert e0.max_l2_change == pytest.approx(0.5, abs=1e-6)
+    e1 = pruning_error(f, h, X, torch.ones(50, dtype=torch.long))
+    assert e1.max_correct_logit_change == pytest.approx(0.0, abs=1e-6)
+    assert pruning_error(f, f, X, torch.zeros(50, dtype=torch.long)).max_l2_change == 0.0
+
+
+def test_bad_input():
+    with pytest.raises(ParameterError):
+        perturbation_bound([1.0, 2.0], [0.1], 1.0)          # length mismatch
+    with pytest.raises(ParameterError):
+        perturbation_bound([1.0, 0.0], [0.1, 0.1], 1.0)     # zero weight norm
+    with pytest.raises(ParameterError):
+        perturbation_bound([1.0, 2.0], [-0.1, 0.1], 1.0)
+    with pytest.raises(ParameterError):
+        perturbation_bound([1.0], [0.1], -1.0)
+    with pytest.raises(ParameterError):                     # widths do not chain
+        needed_margin([torch.ones(3, 2), torch.ones(4, 4)], [torch.ones(3, 2), torch.ones(4, 4)],
+                      1.0, m=10)
+    with pytest.raises(ParameterError):                     # shapes differ from the pruned ones
+        needed_margin([A1, A2], [A1_HAT], 1.0, m=10)
+    with pytest.raises(ParameterError):
+        authors_gamma(784, 10, 0)
+    with pytest.raises(ParameterError):
+        pruning_error(tiny_network(A1, A2), tiny_network(A1, A2), torch.ones(3, 2),
+                      torch.zeros(2, dtype=torch.long))

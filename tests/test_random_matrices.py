@@ -1,0 +1,164 @@
+"""Tests of prunebounds.random_matrices: Latala, Bandeira-van Handel, Frobenius, Markov."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from prunebounds.errors import ParameterError
+from prunebounds.pruning import (
+    error_abs_moment,
+    error_fourth_moment,
+    error_second_moment,
+    keep_probability,
+)
+from prunebounds.random_matrices import (
+    bandeira_van_handel_bound,
+    bandeira_van_handel_bound_iid,
+    frobenius_bound,
+    frobenius_bound_iid,
+    latala_bound,
+    latala_bound_iid,
+    markov_factor,
+    markov_probability,
+    spectral_norm,
+)
+
+
+def pruning_errors(n_rows: int, n_cols: int, d: float, psi: float, trials: int, seed: int):
+    """Sampled Delta = W 1[dropped] with W_ij ~ N(0, psi) i.i.d., shape (trials, n, m)."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0.0, math.sqrt(psi), (trials, n_rows, n_cols))
+    return np.where(rng.random(W.shape) < keep_probability(W, d, psi), 0.0, W)
+
+
+def mean_spectral_norm(X: np.ndarray) -> float:
+    return float(np.linalg.norm(X, ord=2, axis=(1, 2)).mean())
+
+
+# --------------------------------------------------------------------------- closed forms
+def test_latala_hand_computed():
+    m2 = np.array([[1.0, 2.0, 3.0], [4.0, 0.0, 1.0]])
+    m4 = np.array([[1.0, 1.0, 2.0], [3.0, 0.0, 9.0]])
+    # rows sums 6, 5 -> sqrt 6; column sums 5, 2, 4 -> sqrt 5; total m4 = 16 -> 2
+    assert latala_bound(m2, m4) == pytest.approx(math.sqrt(6) + math.sqrt(5) + 2.0)
+    assert latala_bound(torch.tensor(m2), torch.tensor(m4)) == pytest.approx(
+        math.sqrt(6) + math.sqrt(5) + 2.0)
+
+
+def test_iid_versions_agree_with_general():
+    n, m, m2, m4 = 7, 4, 0.3, 0.5
+    assert latala_bound_iid(n, m, m2, m4) == pytest.approx(
+        latala_bound(np.full((n, m), m2), np.full((n, m), m4)))
+    assert latala_bound_iid(n, m, m2, m4) == pytest.approx(
+        math.sqrt(m * m2) + math.sqrt(n * m2) + (n * m * m4) ** 0.25)
+    assert frobenius_bound_iid(n, m, m2) == pytest.approx(frobenius_bound(np.full((n, m), m2)))
+    assert frobenius_bound_iid(n, m, m2) == pytest.approx(math.sqrt(n * m * m2))
+    assert bandeira_van_handel_bound_iid(n, m, m2) == pytest.approx(
+        bandeira_van_handel_bound(np.full((n, m), m2)))
+
+
+def test_bvh_closed_form_iid():
+    n, m, b2, eps = 30, 20, 0.25, 0.5
+    c = 6 / math.sqrt(math.log(1 + eps))
+    expected = (1 + eps) * (math.sqrt(m * b2) + math.sqrt(n * b2) + c * 0.5 * math.sqrt(math.log(20)))
+    assert bandeira_van_handel_bound_iid(n, m, b2, eps=eps) == pytest.approx(expected)
+    dil = (1 + eps) * (2 * math.sqrt(n * b2) + c * 0.5 * math.sqrt(math.log(50)))
+    assert bandeira_van_handel_bound_iid(n, m, b2, eps=eps, version="dilation") == pytest.approx(dil)
+    best = bandeira_van_handel_bound_iid(n, m, b2, eps="best")
+    assert best <= expected + 1e-9
+    for e in (0.05, 0.1, 0.2, 0.3, 0.4):
+        assert best <= bandeira_van_handel_bound_iid(n, m, b2, eps=e) + 1e-9
+
+
+def test_markov_factor():
+    assert markov_factor(0.5) == pytest.approx(2.0)
+    assert markov_factor(0.9) == pytest.approx(10.0)
+    assert markov_factor(0.0) == 1.0
+    for p in (0.0, 0.3, 0.95):
+        assert markov_probability(markov_factor(p)) == pytest.approx(p)
+    with pytest.raises(ParameterError):
+        markov_factor(1.0)
+    with pytest.raises(ParameterError):
+        markov_probability(0.5)
+
+
+# --------------------------------------------------------------------------- bounds that are theorems, against sampled norms
+def test_frobenius_bound_dominates_pruning_error_norm():
+    n, m, d, psi = 40, 30, 2.0, 0.5
+    X = pruning_errors(n, m, d, psi, trials=200, seed=0)
+    bound = frobenius_bound_iid(n, m, error_second_moment(d, psi))
+    fro = np.sqrt((X ** 2).sum(axis=(1, 2)))
+    mc_spec = mean_spectral_norm(X)
+    assert mc_spec <= float(fro.mean())
+    # E||X||_F <= sqrt(E||X||_F^2) = bound (Jensen), nearly tight: allow MC noise (3 se)
+    assert float(fro.mean()) <= bound + 3 * float(fro.std()) / math.sqrt(len(fro))
+    assert mc_spec < 0.5 * bound                            # the spectral norm is far below
+    # and the moment matrix itself matches the sampled second moments (sanity)
+    assert float((X ** 2).mean()) == pytest.approx(error_second_moment(d, psi), rel=0.03)
+
+
+def test_bvh_gaussian_dominates_monte_carlo():
+    """Inhomogeneous Gaussian matrix b_ij g_ij: all Gaussian versions >= MC mean norm."""
+    rng = np.random.default_rng(1)
+    n, m, trials = 50, 30, 200
+    b = rng.uniform(0.0, 1.0, (n, m))
+    b[:10, :] *= 3.0                                       # a few heavy rows
+    X = b * rng.standard_normal((trials, n, m))
+    mc = mean_spectral_norm(X)
+    se = float(np.linalg.norm(X, ord=2, axis=(1, 2)).std()) / math.sqrt(trials)
+    for version in ("gaussian", "dilation"):
+        for eps in (0.5, "best"):
+            assert bandeira_van_handel_bound(b ** 2, eps=eps, version=version) >= mc + 3 * se
+    assert frobenius_bound(b ** 2) >= mc
+
+
+def test_bvh_symmetric_dominates_pruning_error():
+    """Corollary-3.6 version (symmetric entries, via the dilation) >= MC mean ||Delta||."""
+    n, m, d, psi = 40, 30, 1.0, 0.2
+    X = pruning_errors(n, m, d, psi, trials=200, seed=2)
+    bound = bandeira_van_handel_bound_iid(
+        n, m, error_second_moment(d, psi), version="symmetric",
+        abs_moment_norm=lambda p: error_abs_moment(d, psi, p) ** (1.0 / p))
+    assert bound >= mean_spectral_norm(X)
+    # the heuristic Gaussian version is also above the measured mean here
+    assert bandeira_van_handel_bound_iid(n, m, error_second_moment(d, psi)) >= mean_spectral_norm(X)
+
+
+def test_spectral_norm_helper():
+    A = torch.diag(torch.tensor([3.0, -5.0, 1.0]))
+    assert spectral_norm(A) == pytest.approx(5.0)
+    assert spectral_norm(np.array([[3.0, 4.0]])) == pytest.approx(5.0)
+
+
+def test_latala_moments_of_pruning_error_are_consistent():
+    """Latala's inputs for Delta: E X^2 and E X^4 from pruning.py, checked by MC (not a bound)."""
+    n, m, d, psi = 30, 20, 3.0, 1.0
+    X = pruning_errors(n, m, d, psi, trials=400, seed=3)
+    assert float((X ** 4).mean()) == pytest.approx(error_fourth_moment(d, psi), rel=0.05)
+    value = latala_bound_iid(n, m, error_second_moment(d, psi), error_fourth_moment(d, psi))
+    assert value > 0 and math.isfinite(value)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_input():
+    with pytest.raises(ParameterError):
+        latala_bound(np.ones((2, 3)), np.ones((3, 2)))
+    with pytest.raises(ParameterError):
+        latala_bound(-np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ParameterError):
+        frobenius_bound(np.ones(4))
+    with pytest.raises(ParameterError):
+        bandeira_van_handel_bound(np.ones((2, 2)), eps=0.9)
+    with pytest.raises(ParameterError):
+        bandeira_van_handel_bound(np.ones((2, 2)), version="symmetric")
+    with pytest.raises(ParameterError):
+        bandeira_van_handel_bound(np.ones((2, 2)), version="poisson")
+    with pytest.raises(ParameterError):
+        bandeira_van_handel_bound(np.ones((2, 2)), version="symmetric", alpha=2.0,
+                                  abs_moment_norm=lambda p: 1.0)
+    with pytest.raises(ParameterError):
+        latala_bound_iid(0, 3, 1.0, 1.0)
