@@ -1,0 +1,312 @@
+"""Tests of prunebounds.bounds: every baseline pinned to arithmetic done by hand.
+
+Norms in the expected values are worked out in the comments from the matrices'
+structure (diagonal, rank one, a single non-zero row), never with the library calls the
+implementation uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from prunebounds import bounds as bd
+from prunebounds.errors import ParameterError
+
+
+def approx(x, rel=1e-12):
+    return pytest.approx(x, rel=rel)
+
+
+# A two-layer network with norms one can read off:
+#   A1 = diag(3, 4):        ||A1||_F = sqrt(9 + 16) = 5,  ||A1||_2 = max |diag| = 4
+#   A2 = [[6, 8], [0, 0]]:  rank one, its only row has norm sqrt(36 + 64) = 10,
+#                           so ||A2||_F = ||A2||_2 = 10.
+A1 = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
+A2 = torch.tensor([[6.0, 8.0], [0.0, 0.0]])
+NET = [A1, A2]
+
+
+def bartlett_net():
+    """A1 = 2 I_8 (8 x 8), A2 = [3, 0, ..., 0] (1 x 8), with reference matrices.
+
+    ||A1||_2 = 2, ||A2||_2 = 3 (a single non-zero entry).
+    Reference M1 = -14 I_8:  A1 - M1 = 16 I_8, its 8 rows have norm 16 each: b1 = 128.
+    Reference M2 = [-21, 0, ...]: A2 - M2 = [24, 0, ...]: b2 = 24.
+    """
+    a1 = 2.0 * torch.eye(8)
+    a2 = torch.zeros(1, 8)
+    a2[0, 0] = 3.0
+    m1 = -14.0 * torch.eye(8)
+    m2 = torch.zeros(1, 8)
+    m2[0, 0] = -21.0
+    return [a1, a2], [m1, m2]
+
+
+# ---------------------------------------------------------------- norms and conventions
+
+def test_21_norm_convention_columns_vs_rows():
+    # M = [[3, 4], [0, 12]]
+    #   columns: (3, 0) -> 3, (4, 12) -> sqrt(16 + 144) = 4 sqrt(10)
+    #   rows:    (3, 4) -> 5, (0, 12) -> 12
+    #   Frobenius: sqrt(9 + 16 + 144) = 13
+    M = torch.tensor([[3.0, 4.0], [0.0, 12.0]])
+    assert bd.norm_21(M) == approx(3 + 4 * math.sqrt(10))           # sum of column norms
+    assert bd.bartlett_21(M) == approx(5 + 12)                       # ||M^T||_{2,1}: rows
+    assert bd.norm_21(M.T) == approx(17)
+    assert bd.authors_lpq_norm(M, 1, 2) == approx(13)                # = Frobenius
+    assert bd.frobenius_norm(M) == approx(13)
+    # with a reference matrix: rows of M - R = (3, 4) - (3, 0) = (0, 4) -> 4; (0, 12) -> 12
+    R = torch.tensor([[3.0, 0.0], [0.0, 0.0]])
+    assert bd.bartlett_21(M, R) == approx(16)
+
+
+def test_simple_norms_closed_form():
+    assert bd.spectral_norm(A1) == approx(4)
+    assert bd.spectral_norm(A2) == approx(10)
+    assert bd.frobenius_norm(A1) == approx(5)
+    # input norms: rows (3, 4) -> 5 and (0, 0) -> 0 ... of a 2-sample data set
+    X = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    n = bd.input_norms(X)
+    assert n["max"] == approx(5) and n["fro"] == approx(math.sqrt(26))
+    assert n["rms"] == approx(math.sqrt(13))
+
+
+def test_log_binomial():
+    assert bd.log_binomial(20, 3) == approx(math.log(1140))         # 20*19*18/6 = 1140
+    assert bd.log_binomial(5, 0) == pytest.approx(0.0, abs=1e-12)      # C(5, 0) = 1
+    assert bd.log_binomial(10**6, 1) == pytest.approx(math.log(10**6), rel=1e-12)
+
+
+# ---------------------------------------------------------------- Arora et al. and counting
+
+def test_compression_term_forms():
+    # constant-1 form: sqrt(q ln r / m) = sqrt(10 ln 2 / 100)
+    assert bd.compression_term(10, 2, 100) == approx(math.sqrt(10 * math.log(2) / 100))
+    # explicit Hoeffding + union bound: sqrt((10 ln 2 + ln(1/0.5)) / 200) = sqrt(11 ln 2 / 200)
+    assert bd.compression_term(10, 2, 100, delta=0.5) == approx(math.sqrt(11 * math.log(2) / 200))
+
+
+def test_sketch_bound_with_and_without_log_r():
+    # k = (3, 4): q = 9 + 16 = 25; r = 8, m = 50
+    b = bd.sketch_bound(0.1, [3, 4], 8, 50)
+    assert b.details["q"] == 25
+    assert b.terms["complexity"] == approx(math.sqrt(25 * math.log(8) / 50))
+    assert b.details["complexity_without_log_r"] == approx(math.sqrt(0.5))
+    assert b.value == approx(0.1 + math.sqrt(math.log(8) / 2))
+    assert b.details["value_without_log_r"] == approx(0.1 + math.sqrt(0.5))
+
+
+def test_authors_sketch_bound():
+    # q = 10*20*0.5*ln(20)^2 + 5*10*0.5*ln(10)^2, bound = 0.2 + sqrt(q / 100)
+    q = 100 * math.log(20) ** 2 + 25 * math.log(10) ** 2
+    b = bd.authors_sketch_bound(0.2, [(10, 20), (5, 10)], 0.5, 100)
+    assert b.details["q"] == approx(q)
+    assert b.value == approx(0.2 + math.sqrt(q / 100))
+    # per-layer keep fractions; (out, in) order does not matter
+    b2 = bd.authors_sketch_bound(0.2, [torch.zeros(20, 10), (10, 5)], [0.5, 0.5], 100)
+    assert b2.value == approx(b.value)
+
+
+def test_sparse_and_dense_count():
+    # one 4 x 5 layer, 3 non-zeros, r = 4: q = ln C(20, 3) + 3 ln 4 = ln 1140 + 3 ln 4
+    q = math.log(1140) + 3 * math.log(4)
+    b = bd.sparse_count_bound(0.0, [3], [(4, 5)], 4, 50)
+    assert b.details["q_nats"] == approx(q)
+    assert b.value == approx(math.sqrt(q / 50))
+    # dense: all 20 entries, 20 ln 4 nats
+    d = bd.dense_count_bound(0.0, 20, 4, 50)
+    assert d.value == approx(math.sqrt(20 * math.log(4) / 50))
+    assert b.value < d.value
+
+
+# ---------------------------------------------------------------- norm-based baselines
+
+def test_neyshabur2015_by_hand():
+    # L = 2, k = 2 classes (output dim), B = 1.5, gamma = 2, m = 400, delta = 0.05
+    # prod ||A||_F = 5 * 10 = 50
+    # Rademacher = 2^(L-1) B prod_F sqrt(2/m) = 2 * 1.5 * 50 * sqrt(2)/20 = 7.5 sqrt(2)
+    # complexity = (4k/gamma) * Rademacher = 4 * 7.5 sqrt(2) = 30 sqrt(2)
+    # confidence = sqrt(ln(1/0.05) / 800) = sqrt(ln 20 / 800)
+    b = bd.neyshabur2015_bound(NET, 1.5, 2.0, 400, delta=0.05, empirical_margin_loss=0.01)
+    assert b.details["frobenius_product"] == approx(50)
+    assert b.details["rademacher"] == approx(7.5 * math.sqrt(2))
+    assert b.terms["complexity"] == approx(30 * math.sqrt(2))
+    assert b.terms["confidence"] == approx(math.sqrt(math.log(20) / 800))
+    assert b.value == approx(0.01 + 30 * math.sqrt(2) + math.sqrt(math.log(20) / 800))
+    assert b.vacuous and b.dominant_term == "complexity"
+
+
+def test_spectral_complexity_by_hand():
+    ws, refs = bartlett_net()
+    # zero reference: b1 = 8 rows * 2 = 16, s1 = 2 -> ratio 8 -> 8^(2/3) = 4
+    #                 b2 = 3, s2 = 3 -> ratio 1 -> 1;  R_A = (2*3) * (4 + 1)^(3/2) = 30 sqrt(5)
+    sc0 = bd.spectral_complexity(ws)
+    assert sc0["ratio_sum"] == approx(5)
+    assert sc0["R_A"] == approx(30 * math.sqrt(5))
+    # reference = init: ratios 128/2 = 64 -> 16 and 24/3 = 8 -> 4; sum 20
+    # R_A = 6 * 20^(3/2) = 6 * 40 sqrt(5) = 240 sqrt(5)
+    sc = bd.spectral_complexity(ws, refs)
+    assert sc["ratio_sum"] == approx(20)
+    assert sc["R_A"] == approx(240 * math.sqrt(5))
+
+
+def test_bartlett2017_by_hand():
+    ws, refs = bartlett_net()
+    # ||X||_F = 10, gamma = 2, m = 100, delta = 0.1, W = 8 (largest dimension)
+    # offset = 8/100; complexity = 72 * 10 * ln(16) * ln(100) * 240 sqrt(5) / (2 * 100)
+    # confidence = 3 sqrt(ln(2/0.1) / 200) = 3 sqrt(ln 20 / 200)
+    b = bd.bartlett2017_bound(ws, refs, 10.0, 2.0, 100, 0.1, empirical_margin_loss=0.05)
+    comp = 72 * 10 * math.log(16) * math.log(100) * 240 * math.sqrt(5) / 200
+    assert b.details["width"] == 8
+    assert b.terms["offset"] == approx(0.08)
+    assert b.terms["complexity"] == approx(comp)
+    assert b.terms["confidence"] == approx(3 * math.sqrt(math.log(20) / 200))
+    assert b.value == approx(0.05 + 0.08 + comp + 3 * math.sqrt(math.log(20) / 200))
+    # explicit width is used as given
+    b16 = bd.bartlett2017_bound(ws, refs, 10.0, 2.0, 100, 0.1, width=16)
+    assert b16.terms["complexity"] == approx(comp * math.log(32) / math.log(16))
+
+
+def test_neyshabur2018_by_hand():
+    # B = 1.5, d = 2, h = 2, gamma = 2, m = 400, delta = 0.05, constant 1
+    # prod ||W||_2^2 = 16 * 100 = 1600; sum ||W||_F^2/||W||_2^2 = 25/16 + 100/100 = 41/16
+    # kl_part = B^2 d^2 h ln(dh) * 1600 * 41/16 = 2.25 * 4 * 2 * ln 4 * 4100 = 73800 ln 4
+    # log_part = ln(d m / delta) = ln(16000)
+    # complexity = sqrt((kl + log) / (gamma^2 m)) = sqrt((73800 ln 4 + ln 16000) / 1600)
+    b = bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05)
+    assert b.details["kl_part"] == approx(73800 * math.log(4))
+    assert b.details["log_part"] == approx(math.log(16000))
+    expected = math.sqrt((73800 * math.log(4) + math.log(16000)) / 1600)
+    assert b.terms["complexity"] == approx(expected)
+    assert bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05, constant=3.0).terms["complexity"] \
+        == approx(3 * expected)
+
+
+# ---------------------------------------------------------------- the authors' variants
+
+def test_authors_variants_by_hand():
+    # gamma = 2: prod F^2 = 25 * 100 = 2500 -> 2500 / 4 = 625
+    assert bd.authors_neyshabur2015(NET, 2.0) == approx(625)
+    # prod s^2 = 1600, sum F^2/s^2 = 41/16 -> 1600 * 41/16 / 4 = 1025
+    assert bd.authors_bartlett2017(NET, 2.0) == approx(1025)
+    # fan-ins 2 and 2: 1600 * (2 * 25/16 + 2 * 1) / 4 = 1600 * 5.125 / 4 = 2050
+    assert bd.authors_neyshabur2018(NET, 2.0) == approx(2050)
+
+
+def test_authors_bartlett_is_their_frobenius_formula():
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(7, 5, generator=g), torch.randn(3, 7, generator=g)]
+    gamma = 0.7
+    fro_sq = [float((w.double() ** 2).sum()) for w in ws]
+    spec_sq = [float(torch.linalg.svdvals(w.double())[0]) ** 2 for w in ws]
+    expected = math.prod(spec_sq) * sum(f / s for f, s in zip(fro_sq, spec_sq)) / gamma ** 2
+    assert bd.authors_bartlett2017(ws, gamma) == approx(expected, rel=1e-10)
+    for w, f in zip(ws, fro_sq):
+        assert bd.authors_lpq_norm(w, 1, 2) == approx(math.sqrt(f), rel=1e-10)
+
+
+# ---------------------------------------------------------------- assembly and monotonicity
+
+def random_net(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    init = [torch.randn(16, 12, generator=g) / 4, torch.randn(10, 16, generator=g) / 4]
+    final = [w + 0.1 * torch.randn(w.shape, generator=g) for w in init]
+    final[0][final[0].abs() < 0.05] = 0.0                   # a few pruned entries
+    return final, init
+
+
+def test_all_bounds_are_sums_of_their_parts():
+    ws, init = random_net()
+    res = bd.all_bounds(ws, init, input_norm=3.0, X_norm_fro=300.0, gamma=0.5, m=10_000,
+                        delta=0.05, empirical_margin_loss=0.02, k_list=[6, 6],
+                        keep_fraction=0.4)
+    expected = {"dense_count", "sparse_count", "sketch", "authors_sketch", "neyshabur2015",
+                "bartlett2017", "neyshabur2018", "authors_neyshabur2015",
+                "authors_bartlett2017", "authors_neyshabur2018"}
+    assert set(res) == expected
+    for name, b in res.items():
+        assert b.value == pytest.approx(math.fsum(b.terms.values()), rel=1e-12), name
+        assert float(b) == b.value
+        if b.on_probability:
+            assert b.terms["empirical_margin_loss"] == 0.02
+            assert b.vacuous == (b.value > 1)
+        else:
+            assert b.vacuous is None
+    # nnz defaults to the non-zeros of the weights
+    nnz = sum(int((w != 0).sum()) for w in ws)
+    assert res["sparse_count"].details["nnz"] == nnz
+    rows = bd.bounds_table(res)
+    assert len(rows) == len(res) and all("dominant_term" in r for r in rows)
+
+
+@pytest.mark.parametrize("which", ["neyshabur2015", "bartlett2017", "neyshabur2018"])
+def test_norm_bounds_monotone_in_m_and_gamma(which):
+    ws, init = random_net(1)
+
+    def value(m, gamma):
+        if which == "neyshabur2015":
+            return bd.neyshabur2015_bound(ws, 3.0, gamma, m).value
+        if which == "bartlett2017":
+            return bd.bartlett2017_bound(ws, init, 300.0, gamma, m, 0.05).value
+        return bd.neyshabur2018_bound(ws, 3.0, gamma, m, 0.05).value
+
+    assert value(1_000, 1.0) > value(10_000, 1.0) > value(100_000, 1.0)
+    assert value(10_000, 0.1) > value(10_000, 1.0) > value(10_000, 10.0)
+
+
+def test_counting_bounds_monotone_in_m():
+    for m in (100, 1_000):
+        assert bd.sketch_bound(0.0, [10], 16, m).value > bd.sketch_bound(0.0, [10], 16, 10 * m).value
+        assert bd.dense_count_bound(0.0, 100, 16, m).value > bd.dense_count_bound(0.0, 100, 16, 10 * m).value
+
+
+def test_kendall_tau_wrapper():
+    t = bd.kendall_tau([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4])
+    assert t.tau == approx(1.0) and 0 <= t.pvalue <= 1
+    assert bd.kendall_tau([4.0, 3.0, 2.0, 1.0], [0.1, 0.2, 0.3, 0.4]).tau == approx(-1.0)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("gamma", [0.0, -1.0])
+def test_nonpositive_margin_rejected(gamma):
+    with pytest.raises(ParameterError, match="positive margin"):
+        bd.neyshabur2015_bound(NET, 1.0, gamma, 10)
+    with pytest.raises(ParameterError, match="gamma"):
+        bd.authors_bartlett2017(NET, gamma)
+
+
+def test_bad_inputs():
+    bad_chain = [torch.randn(3, 4), torch.randn(2, 5)]
+    with pytest.raises(ParameterError, match="do not chain"):
+        bd.neyshabur2018_bound(bad_chain, 1.0, 1.0, 10)
+    with pytest.raises(ParameterError, match="m"):
+        bd.compression_term(10, 2, 0)
+    with pytest.raises(ParameterError, match="delta"):
+        bd.bartlett2017_bound(NET, None, 1.0, 1.0, 10, delta=1.5)
+    with pytest.raises(ParameterError, match="reference"):
+        bd.bartlett2017_bound(NET, [A1], 1.0, 1.0, 10)
+    with pytest.raises(ParameterError, match="empirical_margin_loss"):
+        bd.sketch_bound(1.5, [3], 2, 10)
+    with pytest.raises(ParameterError, match="2-D"):
+        bd.authors_neyshabur2015([torch.ones(3)], 1.0)
+    with pytest.raises(ParameterError, match="all zeros"):
+        bd.spectral_complexity([torch.zeros(2, 2)])
+    with pytest.raises(ParameterError, match="entries"):
+        bd.sparse_count_bound(0.0, [1, 2], [(2, 2)], 2, 10)
+    with pytest.raises(ParameterError, match="test errors"):
+        bd.kendall_tau([1.0, 2.0], [0.1])
+    with pytest.raises(ParameterError, match="r "):
+        bd.dense_count_bound(0.0, 10, 1, 10)
+
+
+def test_precomputed_spectral_norms_give_the_same_values():
+    # ||A1||_2 = 4, ||A2||_2 = 10 (see NET above)
+    assert bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05, spectral_norms=[4.0, 10.0]).value \
+        == approx(bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05).value)
+    assert bd.authors_neyshabur2018(NET, 2.0, spectral_norms=[4.0, 10.0]) == approx(2050)
+    with pytest.raises(ParameterError, match="spectral_norms"):
+        bd.authors_bartlett2017(NET, 2.0, spectral_norms=[4.0])
