@@ -3,6 +3,8 @@
 #   make book [PROFILE=smoke|quick|full]   install, prepare data, execute every chapter
 #                                          with papermill, render HTML in _build/html
 #   make test                              install, run the test suite
+#   make check-site                        build the book and check every page in
+#                                          headless Chromium with the network blocked
 #   make bench                             speed benchmarks (ratios, not assertions)
 #   make sync                              re-pair every chapter's .md and .ipynb
 #
@@ -28,10 +30,10 @@ EXECUTED := $(CHAPTERS:%=$(EXEC_DIR)/%.ipynb)
 STAGE := _build/stage
 BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 
-.PHONY: help install data execute book test bench sync clean clean-cache
+.PHONY: help install data execute book test check-site bench sync clean clean-cache
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,14p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +71,14 @@ book: $(EXECUTED) $(BOOK_PAGES) _config.yml _toc.yml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Installs Debian's Chromium when it is missing (needs root), then checks the built book.
+check-site: $(STAMP)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  apt-get install -y -qq chromium; } || { echo "install Chromium (Debian: apt-get install chromium)"; exit 1; }
+	$(MAKE) book PROFILE=$(PROFILE)
+	PRUNEBOUNDS_SITE=_build/html $(PY) -m pytest -q tests/test_site.py
+	@echo "Screenshots of every page: _build/screenshots/"
 
 bench: $(STAMP) data
 	$(PY) benchmarks/train_throughput.py
