@@ -36,6 +36,9 @@ class Profile:
         seed: seed of initialisation, shuffling and every random draw.
         n_d: number of values of the pruning parameter ``d`` in sweeps over [0, 10].
         mc_trials: Monte Carlo repetitions for checks of expectations.
+        margin_q: the percentile of the training margins used as the robust margin
+            gamma beside the minimum (which is negative as soon as one training sample
+            is misclassified).
     """
 
     name: str
@@ -47,6 +50,7 @@ class Profile:
     seed: int
     n_d: int
     mc_trials: int
+    margin_q: float = 5.0
 
     def replace(self, **changes: Any) -> "Profile":
         """A copy with some fields changed (validated by :func:`resolve`)."""
@@ -145,4 +149,5 @@ def resolve(profile: str | None = None, **overrides: Any) -> Profile:
         seed=check_int("seed", p.seed, minimum=0),
         n_d=check_int("n_d", p.n_d, minimum=2),
         mc_trials=check_int("mc_trials", p.mc_trials, minimum=1),
+        margin_q=check_real("margin_q", p.margin_q, minimum=0.0, maximum=100.0),
     )
