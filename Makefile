@@ -5,6 +5,7 @@
 #   make test                              install, run the test suite
 #   make check-site                        build the book and check every page in
 #                                          headless Chromium with the network blocked
+#   make linkcheck                         check the book's external links (needs network)
 #   make bench                             speed benchmarks (ratios, not assertions)
 #   make sync                              re-pair every chapter's .md and .ipynb
 #
@@ -30,10 +31,10 @@ EXECUTED := $(CHAPTERS:%=$(EXEC_DIR)/%.ipynb)
 STAGE := _build/stage
 BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 
-.PHONY: help install data execute book test check-site bench sync clean clean-cache
+.PHONY: help install data execute book test check-site linkcheck bench sync clean clean-cache
 
 help:
-	@sed -n '1,14p' Makefile
+	@sed -n '1,15p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,7 @@ book: $(EXECUTED) $(BOOK_PAGES) _config.yml _toc.yml
 	cp -rp book $(STAGE)/book
 	ln -s $(CURDIR)/src $(STAGE)/src
 	cp -p $(EXECUTED) $(STAGE)/notebooks/
+	cp -p $(CHAPTERS:%=notebooks/%.md) $(STAGE)/notebooks/   # text sources, for download
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output _build/site -W -n --keep-going
 	rm -rf _build/html && ln -s site/_build/html _build/html
 	@echo "The book is in _build/html/index.html (profile $(PROFILE))."
@@ -79,6 +81,11 @@ check-site: $(STAMP)
 	$(MAKE) book PROFILE=$(PROFILE)
 	PRUNEBOUNDS_SITE=_build/html $(PY) -m pytest -q tests/test_site.py
 	@echo "Screenshots of every page: _build/screenshots/"
+
+# External links of the rendered book (smoke profile: the pages are the same).
+linkcheck: $(STAMP)
+	$(MAKE) book PROFILE=smoke
+	$(VENV)/bin/jupyter-book build $(STAGE) --path-output _build/linkcheck --builder linkcheck
 
 bench: $(STAMP) data
 	$(PY) benchmarks/train_throughput.py

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,20 @@ def tiny_bundle():
 
 def set_threads():
     torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def built_site() -> Path:
+    """The rendered book: $PRUNEBOUNDS_SITE if set, else `make book PROFILE=smoke` here
+    (which also proves that the book renders with no warnings)."""
+    env_site = os.environ.get("PRUNEBOUNDS_SITE")
+    if env_site:
+        path = Path(env_site)
+        assert (path / "index.html").exists(), f"no built book in {path}: run `make book` first"
+        return path
+    env = {k: v for k, v in os.environ.items() if k != "PRUNEBOUNDS_CACHE"}
+    result = subprocess.run(["make", "book", "PROFILE=smoke"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, ("make book PROFILE=smoke failed:\n"
+                                    + result.stdout[-4000:] + result.stderr[-4000:])
+    return ROOT / "_build" / "html"

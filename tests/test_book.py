@@ -72,3 +72,28 @@ def test_bibliography_on_one_page_only():
     pages = [p for p in list((ROOT / "book").glob("*.md")) + list((ROOT / "notebooks").glob("*.md"))
              if "{bibliography}" in p.read_text()]
     assert [p.name for p in pages] == ["references.md"]
+
+
+def _make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-zA-Z][\w-]*):", text, flags=re.M))
+
+
+def test_workflows_run_makefile_targets():
+    targets = _make_targets()
+    flows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert {f.name for f in flows} == {"book.yml", "linkcheck.yml"}
+    for flow in flows:
+        spec = yaml.safe_load(flow.read_text())
+        assert spec.get("jobs"), flow.name
+        runs = [step["run"] for job in spec["jobs"].values() for step in job.get("steps", [])
+                if "run" in step]
+        for cmd in runs:
+            words = cmd.split()
+            assert words[0] == "make" and words[1] in targets, f"{flow.name}: {cmd!r} is not a make target"
+    book = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    assert book[True]["push"]["branches"] == ["main"]  # YAML reads the key `on` as True
+    steps = [s.get("uses", "") for s in book["jobs"]["deploy"]["steps"]]
+    assert any(u.startswith("actions/deploy-pages") for u in steps)
+    link = yaml.safe_load((ROOT / ".github" / "workflows" / "linkcheck.yml").read_text())
+    assert "schedule" in link[True]

@@ -19,7 +19,6 @@ import functools
 import http.server
 import os
 import shutil
-import subprocess
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -37,17 +36,8 @@ CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 
 
 @pytest.fixture(scope="module")
-def site() -> Path:
-    env_site = os.environ.get("PRUNEBOUNDS_SITE")
-    if env_site:
-        path = Path(env_site)
-        assert (path / "index.html").exists(), f"no built book in {path}: run `make book` first"
-        return path
-    env = {k: v for k, v in os.environ.items() if k not in ("PRUNEBOUNDS_CACHE",)}
-    result = subprocess.run(["make", "book", "PROFILE=smoke"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, "make book PROFILE=smoke failed:\n" + result.stdout[-4000:] + result.stderr[-4000:]
-    return ROOT / "_build" / "html"
+def site(built_site) -> Path:
+    return built_site
 
 
 def _pages(site: Path) -> list[Path]:

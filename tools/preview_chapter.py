@@ -32,6 +32,8 @@ def main() -> int:
     (stage / "src").symlink_to(ROOT / "src")
     name = args.notebook.stem
     shutil.copy(args.notebook, stage / "notebooks" / f"{name}.ipynb")
+    for md in (ROOT / "notebooks").glob("*.md"):  # text sources, for the download links
+        shutil.copy(md, stage / "notebooks" / md.name)
     chapters = ["book/notation"]
     for profile in ("smoke", "quick"):
         setting = ROOT / "_build" / "executed" / profile / "setting.ipynb"
