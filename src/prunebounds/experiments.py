@@ -35,7 +35,7 @@ import torch
 
 from . import __version__
 from .data import load, project_root
-from .models import MLP, build, resolve_widths
+from .models import build, resolve_widths
 from .profiles import Profile, check_choice, check_int
 from .train import OPTIMISERS, optimiser_config, train
 
@@ -107,6 +107,7 @@ class RunConfig:
     max_train: int | None = None
     train_fraction: float = 0.8
     snapshot_epochs: tuple[int, ...] = ()
+    model: str = "mlp"  # "mlp", or a name in prunebounds.modern.MODELS
 
     def __post_init__(self):
         object.__setattr__(self, "widths", resolve_widths(self.widths))
@@ -130,6 +131,8 @@ class RunConfig:
         d["widths"] = list(self.widths)
         d["snapshot_epochs"] = list(self.snapshot_epochs)
         d["optimiser_settings"] = optimiser_config(self.optimiser).as_dict()
+        if self.model == "mlp":  # keeps the keys of MLP runs as they were
+            del d["model"]
         return d
 
     @property
@@ -137,19 +140,35 @@ class RunConfig:
         return config_key("run", self.as_dict())
 
 
+def new_model(cfg: RunConfig, seed: int | None = None):
+    """An initialised network of ``cfg``'s kind (seeded with ``seed`` if given)."""
+    if cfg.model == "mlp":
+        return build(cfg.widths, cfg.seed if seed is None else seed)
+    from .modern import MODELS  # convolutional and attention networks
+
+    if cfg.model not in MODELS:
+        raise ValueError(f"unknown model {cfg.model!r}; valid: mlp, {', '.join(MODELS)}")
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(cfg.seed if seed is None else seed)
+        return MODELS[cfg.model](cfg.widths)
+    finally:
+        torch.random.set_rng_state(state)
+
+
 @dataclass
 class TrainedRun:
     """A trained network with its initial weights, history and snapshots."""
 
     config: RunConfig
-    model: MLP
+    model: torch.nn.Module
     initial: dict[str, torch.Tensor]
     history: dict
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     from_cache: bool = False
     meta: dict = field(default_factory=dict)
 
-    def model_at(self, epoch: int) -> MLP:
+    def model_at(self, epoch: int) -> torch.nn.Module:
         """The network as it was after ``epoch`` epochs (0: at initialisation)."""
         if epoch == self.config.epochs:
             state = self.model.state_dict()
@@ -160,7 +179,7 @@ class TrainedRun:
         else:
             raise KeyError(f"no snapshot at epoch {epoch}; stored: "
                            f"{sorted({0, self.config.epochs, *self.snapshots})}")
-        net = MLP(self.config.widths)
+        net = new_model(self.config)
         net.load_state_dict(state)
         return net
 
@@ -185,7 +204,7 @@ def _load_entry(folder: Path, cfg: RunConfig) -> TrainedRun:
     def weights(name: str) -> dict:
         return torch.load(io.BytesIO(blobs[name]), weights_only=True, map_location="cpu")
 
-    model = MLP(cfg.widths)
+    model = new_model(cfg)
     model.load_state_dict(weights("final.pt"))
     snaps = {e: weights(f"snap-{e}.pt") for e in cfg.snapshot_epochs
              if e not in (0, cfg.epochs)}
@@ -225,7 +244,7 @@ def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = Tru
         except Exception as exc:  # any damage means: recompute, never crash
             warnings.warn(f"cache entry {folder} is damaged ({exc}); retraining", stacklevel=2)
     data = load(cfg.dataset, train_fraction=cfg.train_fraction, max_train=cfg.max_train)
-    model = build(cfg.widths, cfg.seed)
+    model = new_model(cfg)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     start = time.perf_counter()
     history = train(model, data, optimiser_config(cfg.optimiser), cfg.epochs, cfg.seed,
