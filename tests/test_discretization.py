@@ -9,15 +9,20 @@ import pytest
 import torch
 
 from prunebounds.discretization import (
+    check_bits_list,
+    combined_perturbation_bound,
     count_levels,
     discretize_model,
     grid_spacing_for_bits,
     layer_grid_spacings,
     log_levels,
+    max_logit_change,
     round_to_grid,
+    rounding_error_bounds,
     rounding_error_spectral,
 )
 from prunebounds.errors import ParameterError
+from prunebounds.margins import logits
 from prunebounds.models import MLP, linear_layers
 from prunebounds.pruning import prune_paper
 
@@ -93,3 +98,99 @@ def test_bad_input():
     with pytest.raises(ParameterError):
         log_levels(0)
     assert grid_spacing_for_bits(torch.zeros(3, 3), 4) == 1.0  # nothing to round
+
+
+def test_discretize_model_biases():
+    torch.manual_seed(2)
+    model = MLP([12, 9, 4])
+    disc = discretize_model(model, bits=3, biases=True)
+    for ld, lo in zip(linear_layers(disc), linear_layers(model)):
+        for pd, po in ((ld.weight, lo.weight), (ld.bias, lo.bias)):
+            rho = float(po.detach().abs().max()) / 3          # K = 2^(3-1) - 1 = 3
+            k = pd.detach() / rho
+            assert torch.allclose(k, torch.round(k), atol=1e-5)   # on the grid
+            assert len(set(torch.round(k).int().flatten().tolist()) | {0}) <= 7
+            assert float((pd - po).detach().abs().max()) <= rho / 2 + 1e-6
+    default = discretize_model(model, bits=3)
+    for ld, lo in zip(linear_layers(default), linear_layers(model)):
+        assert torch.equal(ld.bias, lo.bias)                    # default: biases kept
+    with pytest.raises(ParameterError):
+        discretize_model(model, bits=3, biases="yes")
+
+
+def test_rounding_error_bounds_hold_and_match_independent_counts():
+    g = torch.Generator().manual_seed(3)
+    for trial in range(5):
+        W = torch.randn(70, 50, generator=g, dtype=torch.float64)
+        W[torch.rand(70, 50, generator=g) < 0.7] = 0.0
+        rho = 0.3 + 0.2 * trial
+        E = (W - round_to_grid(W, rho)).numpy()
+        b = rounding_error_bounds(W, rho)
+        Wn = W.numpy()
+        nnz = np.count_nonzero(Wn)
+        jr = max(np.count_nonzero(row) for row in Wn)
+        jc = max(np.count_nonzero(col) for col in Wn.T)
+        assert b.frobenius == pytest.approx(rho / 2 * math.sqrt(nnz))
+        assert b.schur == pytest.approx(rho / 2 * math.sqrt(jr * jc))
+        assert b.rms_scale == pytest.approx(rho / math.sqrt(12) * (math.sqrt(jr) + math.sqrt(jc)))
+        spec = np.linalg.norm(E, 2)
+        assert spec <= b.frobenius + 1e-12 and spec <= b.schur + 1e-12
+        # Schur's test on E itself (independent): ||E||_2^2 <= ||E||_1 ||E||_inf
+        assert spec ** 2 <= np.abs(E).sum(0).max() * np.abs(E).sum(1).max() + 1e-12
+    # worst case: every entry at distance rho/2 from the grid, one full row -> equality
+    W = torch.zeros(4, 4, dtype=torch.float64)
+    W[0] = 0.5
+    b = rounding_error_bounds(W, 1.0)
+    E = (W - round_to_grid(W, 1.0)).numpy()                    # 0.5 rounds to 0 (half to even)
+    assert np.linalg.norm(E, 2) == pytest.approx(b.schur)       # sqrt(4 * 1) / 2 = 1
+    with pytest.raises(ParameterError):
+        rounding_error_bounds(torch.ones(3), 0.1)
+
+
+def test_combined_perturbation_bound():
+    from prunebounds.perturbation import perturbation_bound
+    a, p, r, B = [2.0, 3.0, 1.5], [0.1, 0.2, 0.05], [0.01, 0.0, 0.02], 5.0
+    expected = math.e * B * (2.0 * 3.0 * 1.5) * (0.11 / 2.0 + 0.2 / 3.0 + 0.07 / 1.5)
+    assert combined_perturbation_bound(a, p, r, B) == pytest.approx(expected)
+    assert combined_perturbation_bound(a, p, [0, 0, 0], B) == pytest.approx(perturbation_bound(a, p, B))
+    # the triangle inequality: the bound with the exact ||Dp + Dr|| is never larger
+    g = torch.Generator().manual_seed(4)
+    A = [torch.randn(8, 6, generator=g, dtype=torch.float64), torch.randn(3, 8, generator=g, dtype=torch.float64)]
+    Dp = [0.1 * torch.randn(w.shape, generator=g, dtype=torch.float64) for w in A]
+    Dr = [0.05 * torch.randn(w.shape, generator=g, dtype=torch.float64) for w in A]
+    s = lambda M: float(np.linalg.norm(M.numpy(), 2))
+    exact = perturbation_bound([s(w) for w in A], [s(x + y) for x, y in zip(Dp, Dr)], 1.0)
+    assert exact <= combined_perturbation_bound([s(w) for w in A], [s(x) for x in Dp],
+                                                [s(y) for y in Dr], 1.0) + 1e-12
+    with pytest.raises(ParameterError):
+        combined_perturbation_bound(a, p, r[:2], B)
+    with pytest.raises(ParameterError):
+        combined_perturbation_bound(a, p, [-1.0, 0, 0], B)
+
+
+def test_max_logit_change_against_a_loop():
+    torch.manual_seed(5)
+    model = MLP([10, 7, 3])
+    disc = discretize_model(model, bits=3)
+    X = torch.randn(25, 10)
+    worst = 0.0
+    with torch.no_grad():
+        for x in X:
+            fx, gx = model(x[None])[0].double(), disc(x[None])[0].double()
+            for y in range(3):
+                worst = max(worst, abs(float(fx[y] - gx[y])))
+    f_out, g_out = logits(model, X), logits(disc, X)
+    assert max_logit_change(f_out, g_out) == pytest.approx(worst, rel=1e-6)
+    assert max_logit_change(f_out, f_out) == 0.0
+    with pytest.raises(ParameterError):
+        max_logit_change(f_out[:0], g_out[:0])
+    with pytest.raises(ParameterError):
+        max_logit_change(f_out, g_out[:, :2])
+
+
+def test_check_bits_list():
+    assert check_bits_list([8, 2, 4, 4]) == [2, 4, 8]
+    assert check_bits_list((3.0,)) == [3]
+    for bad in ([], 8, "8", [1], [25], [2.5], [True]):
+        with pytest.raises(ParameterError):
+            check_bits_list(bad)
