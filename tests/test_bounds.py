@@ -310,3 +310,77 @@ def test_precomputed_spectral_norms_give_the_same_values():
     assert bd.authors_neyshabur2018(NET, 2.0, spectral_norms=[4.0, 10.0]) == approx(2050)
     with pytest.raises(ParameterError, match="spectral_norms"):
         bd.authors_bartlett2017(NET, 2.0, spectral_norms=[4.0])
+
+
+# ---------------------------------------------------------------- the assembled paper bound
+
+def test_counting_bound_splits_the_square_root_exactly():
+    # q_nats = 8, m = 4, delta = e^-2: sqrt(8 / 8) = 1 and sqrt((8 + 2) / 8) = sqrt(1.25)
+    b = bd.counting_bound("x", 0.25, 8.0, 4, math.exp(-2.0))
+    assert b.terms["complexity"] == approx(1.0)
+    assert b.terms["confidence"] == approx(math.sqrt(1.25) - 1.0)
+    assert b.value == approx(0.25 + math.sqrt(1.25))
+    assert b.details["sqrt_term"] == approx(math.sqrt(1.25))
+    # the explicit form of compression_term is the unsplit square root
+    assert bd.compression_term(2.0, 55, 4, math.exp(-2.0)) == approx(
+        math.sqrt((2 * math.log(55) + 2.0) / 8.0))
+
+
+def sketch_net():
+    """Layer 1: the 200 x 200 identity (one non-zero per row and column, j = 1).
+    Layer 2: a dense 6 x 200 block of ones (rows have 200 non-zeros, columns 6: j = 200).
+    """
+    return [torch.eye(200), torch.ones(6, 200)]
+
+
+def test_sketch_sizes_by_hand():
+    s1, s2 = bd.sketch_sizes(sketch_net())
+    # layer 1: k = sqrt(1 * 200) ln 200 = 14.142... * 5.298... = 74.93 -> 75, below 200
+    assert s1.j == 1 and s1.p == 200
+    assert s1.k_theory == approx(math.sqrt(200) * math.log(200))
+    assert (s1.k_out, s1.k_in, s1.capped, s1.n_params) == (75, 75, False, 75 * 75)
+    # layer 2: j = 200, k = sqrt(200 * 200) ln 200 = 1059.7: capped on both sides -> dense
+    assert s2.j == 200 and s2.shape == (6, 200)
+    assert (s2.k_out, s2.k_in, s2.capped, s2.n_params) == (6, 200, True, 1200)
+    # constant c = 1/2: k = 37.46 -> 38
+    assert bd.sketch_sizes([torch.eye(200)], c=0.5)[0].k_out == 38
+
+
+def test_sketch_sizes_mixed_cap():
+    # out = 6, in = 4; non-zeros: row counts <= 2, column counts <= 3 -> j = 3, p = 6
+    W = torch.zeros(6, 4)
+    for i, j in [(0, 0), (1, 0), (2, 0), (3, 1), (3, 2), (4, 3), (5, 3)]:
+        W[i, j] = 1.0
+    (s,) = bd.sketch_sizes([W])
+    # k = sqrt(18) ln 6 = 7.60 -> 8 > 6 and > 4: both sides capped
+    assert s.j == 3 and s.p == 6 and s.k_theory == approx(math.sqrt(18) * math.log(6))
+    assert (s.k_out, s.k_in, s.capped, s.n_params) == (6, 4, True, 24)
+
+
+def test_paper_bound_equals_its_parts():
+    margins = torch.tensor([-1.0, 0.5, 1.0, 2.0, 3.0])
+    # needed margin 1.5: margins <= 1.5 are -1, 0.5, 1 -> 3/5; at sqrt(2) * 1.5 = 2.12 -> 4/5
+    # q = 75^2 + 6 * 200 = 5625 + 1200 = 6825, r = 16, m = 5, delta = 0.1
+    b = bd.paper_bound(margins, 1.5, sketch_net(), r=16, delta=0.1)
+    q = 6825
+    total = math.sqrt((q * math.log(16) + math.log(10)) / 10)
+    assert b.details["q"] == q and b.details["n_capped"] == 1
+    assert b.terms["empirical_margin_loss"] == approx(0.6)
+    assert b.terms["complexity"] == approx(math.sqrt(q * math.log(16) / 10))
+    assert b.value == approx(0.6 + total)
+    assert b.value == approx(math.fsum(b.terms.values()))
+    assert b.details["value_without_log_r"] == approx(0.6 + math.sqrt((q + math.log(10)) / 10))
+    assert b.details["complexity_without_log_r"] == approx(math.sqrt(q / 10))
+    assert b.details["loss_at_sqrt2_margin"] == approx(0.8)
+    assert b.details["value_at_sqrt2_margin"] == approx(0.8 + total)
+    assert b.details["q_layer1"] == 5625 and b.details["q_layer2"] == 1200
+    assert b.vacuous and b.dominant_term == "complexity"
+
+
+def test_paper_bound_bad_input():
+    with pytest.raises(ParameterError, match="needed_margin"):
+        bd.paper_bound(torch.tensor([1.0]), -1.0, [torch.eye(3)])
+    with pytest.raises(ParameterError, match="train_margins"):
+        bd.paper_bound(torch.tensor([]), 1.0, [torch.eye(3)])
+    with pytest.raises(ParameterError, match="delta"):
+        bd.counting_bound("x", 0.0, 1.0, 10, 0.0)

@@ -195,3 +195,81 @@ def test_bad_input():
     with pytest.raises(ParameterError):
         pruning_error(tiny_network(A1, A2), tiny_network(A1, A2), torch.ones(3, 2),
                       torch.zeros(2, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- additions for the pruning chapter
+def _net_and_data(seed=6, widths=(20, 40, 40, 5), n=300):
+    torch.manual_seed(seed)
+    f = MLP(list(widths))
+    g = torch.Generator().manual_seed(seed + 1)
+    X = torch.randn(n, widths[0], generator=g)
+    y = torch.randint(0, widths[-1], (n,), generator=g)
+    return f, X, y
+
+
+def test_needed_margin_from_norms_matches():
+    from prunebounds.perturbation import needed_margin_from_norms
+    f, X, y = _net_and_data()
+    h = prune_paper(f, 2.0, seed=1)
+    br = needed_margin(f, h, 3.0, m=300)
+    again = needed_margin_from_norms(br.weight_norms, br.delta_norms,
+                                     [tuple(w.shape) for w in weight_matrices(f)], 3.0, 300)
+    assert again == br
+    with pytest.raises(ParameterError):
+        needed_margin_from_norms(br.weight_norms, br.delta_norms, [(40, 20)], 3.0, 300)
+
+
+def test_pruning_error_with_reference_logits():
+    f, X, y = _net_and_data()
+    h = prune_paper(f, 1.0, seed=2)
+    ref = f(X).detach()
+    assert pruning_error(None, h, X, y, reference_logits=ref) == pruning_error(f, h, X, y)
+    with pytest.raises(ParameterError):
+        pruning_error(None, h, X, y)
+    with pytest.raises(ParameterError):
+        pruning_error(None, h, X, y, reference_logits=ref[:10])
+
+
+def test_pruning_probe_against_direct_computation():
+    from prunebounds.perturbation import PruningProbe
+    from prunebounds.pruning import kept_fractions
+    f, X, y = _net_and_data()
+    probe = PruningProbe(f, X, y)
+    for d in (0.02, 3.0):
+        h = prune_paper(f, d, seed=3)
+        r = probe.evaluate(h)
+        br = needed_margin(f, h, max_input_norm(X), m=len(X))   # full SVD, the authors' form
+        assert r["authors"]["value"] == pytest.approx(br.value, rel=1e-9)
+        assert r["delta_norms"] == pytest.approx(list(br.delta_norms), rel=1e-9)
+        assert r["kept"] == pytest.approx(kept_fractions(h))
+        Af, Ah = augmented_weights(f), augmented_weights(h)
+        a_norms = [float(torch.linalg.matrix_norm(a, 2)) for a in Af]
+        d_norms = [float(torch.linalg.matrix_norm(a - b, 2)) for a, b in zip(Af, Ah)]
+        B = math.sqrt(max_input_norm(X) ** 2 + 1)
+        assert r["textbook"] == pytest.approx(perturbation_bound(a_norms, d_norms, B), rel=1e-9)
+        assert r["textbook_condition"] == perturbation_condition_holds(a_norms, d_norms)
+        err = pruning_error(f, h, X, y)
+        assert r["max_l2_change"] == pytest.approx(err.max_l2_change, rel=1e-6)
+        assert r["max_correct_logit_change"] == pytest.approx(err.max_correct_logit_change, rel=1e-6)
+        wrong = (h(X).argmax(1) != y).double().mean().item()
+        assert r["train_error"] == pytest.approx(wrong)
+        mean_sq = [float(((a - b) ** 2).mean()) for a, b in zip(weight_matrices(f), weight_matrices(h))]
+        assert r["mean_sq_delta"] == pytest.approx(mean_sq, rel=1e-5)
+        if r["textbook_condition"]:                     # a theorem: the truth lies below
+            assert r["max_l2_change"] <= r["textbook"]
+    light = probe.evaluate(prune_paper(f, 0.02, seed=3))
+    assert light["textbook_condition"]
+    assert "max_l2_change" not in probe.evaluate(prune_paper(f, 1.0, seed=0), true_error=False)
+
+
+def test_certified_d_bisection():
+    from prunebounds.perturbation import PruningProbe, certified_d
+    f, X, y = _net_and_data(widths=(20, 40, 5))
+    probe = PruningProbe(f, X, y)
+    needed = lambda d: probe.evaluate(prune_paper(f, d, 4), true_error=False)["authors"]["value"]  # noqa: E731
+    gamma = needed(1.0)
+    d_star = certified_d(probe, f, gamma, seed=4, rel_tol=1e-4)
+    assert needed(d_star) <= gamma
+    assert needed(d_star * 1.01) > gamma or d_star == pytest.approx(1.0, rel=2e-2)
+    assert certified_d(probe, f, -0.5, seed=4) == 0.0
+    assert certified_d(probe, f, 1e12, seed=4, d_max=7.0) == 7.0

@@ -162,3 +162,69 @@ def test_bad_input():
                                   abs_moment_norm=lambda p: 1.0)
     with pytest.raises(ParameterError):
         latala_bound_iid(0, 3, 1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- additions for the pruning chapter
+def test_spectral_norm_lanczos_matches_svd():
+    g = torch.Generator().manual_seed(11)
+    for shape in ((784, 784), (300, 120), (10, 784), (2, 5), (50, 3)):
+        W = torch.randn(shape, generator=g, dtype=torch.float64)
+        W = W * (torch.rand(shape, generator=g, dtype=torch.float64) < 0.4)
+        exact = float(torch.linalg.matrix_norm(W, ord=2))
+        assert spectral_norm(W, "lanczos") == pytest.approx(exact, rel=1e-10)
+        assert spectral_norm(W.numpy(), "lanczos") == pytest.approx(exact, rel=1e-10)
+    assert spectral_norm(W, "lanczos") == spectral_norm(W, "lanczos")   # reproducible
+    with pytest.raises(ParameterError):
+        spectral_norm(W, "power")
+
+
+def test_asymptotic_norm_iid():
+    from prunebounds.random_matrices import asymptotic_norm_iid
+    assert asymptotic_norm_iid(400, 100, 4.0) == pytest.approx(2 * (20 + 10))
+    X = np.random.default_rng(5).standard_normal((1000, 500)) * 0.3
+    assert np.linalg.norm(X, 2) / asymptotic_norm_iid(1000, 500, 0.09) == pytest.approx(1.0, abs=0.03)
+
+
+def test_error_lp_norm_against_abs_moment_and_large_p():
+    from prunebounds.pruning import error_lp_norm
+    for d, psi, p in ((1.0, 0.5, 2), (3.0, 2.0, 7.5), (10.0, 0.01, 40)):
+        assert error_lp_norm(d, psi, p) == pytest.approx(error_abs_moment(d, psi, p) ** (1 / p),
+                                                         rel=1e-10)
+    big = error_lp_norm(1.0, 1.0, 2000)          # the moment itself overflows a float
+    assert math.isfinite(big) and big > error_lp_norm(1.0, 1.0, 200)
+    assert error_lp_norm(0.0, 1.0, 10) == 0.0
+
+
+def test_bvh_iid_closed_form_all_versions():
+    n, m, m2 = 9, 6, 0.7
+    pn = lambda p: 1.3 * math.sqrt(p)  # noqa: E731
+    for version, kw in (("gaussian", {}), ("dilation", {}),
+                        ("symmetric", {"abs_moment_norm": pn, "alpha": 4.0})):
+        assert bandeira_van_handel_bound_iid(n, m, m2, version=version, **kw) == pytest.approx(
+            bandeira_van_handel_bound(np.full((n, m), m2), version=version, **kw), rel=1e-12)
+
+
+def test_pruning_error_norm_bounds():
+    from prunebounds.pruning import error_lp_norm
+    from prunebounds.random_matrices import SYMMETRIC_ALPHAS, asymptotic_norm_iid, \
+        pruning_error_norm_bounds
+    n, m, d, psi = 40, 30, 2.0, 0.5
+    b = pruning_error_norm_bounds(n, m, d, psi)
+    m2, m4 = error_second_moment(d, psi), error_fourth_moment(d, psi)
+    assert b["latala_c1"] == pytest.approx(latala_bound_iid(n, m, m2, m4))
+    assert b["frobenius"] == pytest.approx(frobenius_bound_iid(n, m, m2))
+    assert b["asymptotic"] == pytest.approx(asymptotic_norm_iid(n, m, m2))
+    assert b["bvh_gaussian"] == pytest.approx(bandeira_van_handel_bound_iid(n, m, m2, eps="best"))
+    sym = [bandeira_van_handel_bound_iid(n, m, m2, version="symmetric", alpha=a,
+                                         abs_moment_norm=lambda p: error_lp_norm(d, psi, p))
+           for a in SYMMETRIC_ALPHAS]
+    assert b["bvh_symmetric"] == pytest.approx(min(sym))
+    X = pruning_errors(n, m, d, psi, trials=200, seed=7)
+    mc = mean_spectral_norm(X)
+    assert b["bvh_symmetric"] >= mc and b["frobenius"] >= mc        # the two theorems
+    assert all(v == 0.0 for v in pruning_error_norm_bounds(n, m, 0.0, psi).values())
+    huge = pruning_error_norm_bounds(10 ** 6, 10 ** 6, 1.0, 1.0)   # closed forms, no arrays
+    assert huge["frobenius"] / huge["asymptotic"] == pytest.approx(500.0)
+    assert huge["bvh_symmetric"] < huge["frobenius"]
+    with pytest.raises(ParameterError):
+        pruning_error_norm_bounds(10, 10, -1.0, 1.0)

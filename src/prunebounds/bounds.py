@@ -35,8 +35,11 @@ from scipy import stats
 from scipy.special import gammaln
 
 from .errors import ParameterError
+from .margins import margin_loss
 from .models import check_chain
 from .profiles import check_int, check_real
+from .sketching import theory_sketch_size
+from .sparsity import nonzeros_per_col, nonzeros_per_row
 
 __all__ = [
     "Bound",
@@ -52,6 +55,10 @@ __all__ = [
     "compression_bound",
     "sketch_bound",
     "authors_sketch_bound",
+    "counting_bound",
+    "SketchSize",
+    "sketch_sizes",
+    "paper_bound",
     "dense_count_bound",
     "sparse_count_bound",
     "spectral_complexity",
@@ -402,6 +409,138 @@ def authors_sketch_bound(empirical_margin_loss: float, layer_shapes, keep_fracti
         "empirical_margin_loss": _loss(empirical_margin_loss),
         "complexity": math.sqrt(q / m),
     }, details)
+
+
+def counting_bound(name: str, empirical_margin_loss: float, q_nats: float, m: int,
+                   delta: float, details: Mapping[str, float] | None = None) -> Bound:
+    """Arora et al.'s Theorem 2.1 with its confidence term written out.
+
+    For a compressed class of exp(q_nats) classifiers fixed before the data (q
+    parameters with r values each: q_nats = q ln r), one-sided Hoeffding and a union
+    bound give, with probability >= 1 - delta, for every member g,
+    L_0(g) <= R^_0(g) + sqrt((q_nats + ln(1/delta)) / (2m)), and R^_0(g) <= R^_gamma(f)
+    when g is a gamma-compression of f (see :func:`compression_bound`).
+
+    The square root is split into two additive terms whose sum is exactly that value:
+    ``complexity`` = sqrt(q_nats / (2m)) (what the description length costs) and
+    ``confidence`` = sqrt((q_nats + ln(1/delta)) / (2m)) - sqrt(q_nats / (2m)) (what the
+    failure probability adds on top). ``details`` records q_nats, delta and the
+    unsplit square root ``sqrt_term``.
+    """
+    q = check_real("q_nats (description length in nats)", q_nats, minimum=0.0)
+    m = _m(m)
+    d = _delta(delta)
+    complexity = math.sqrt(q / (2.0 * m))
+    total = math.sqrt((q + math.log(1.0 / d)) / (2.0 * m))
+    info = {"q_nats": q, "delta": d, "m": m, "sqrt_term": total}
+    info.update(details or {})
+    return _make(name, {"empirical_margin_loss": _loss(empirical_margin_loss),
+                        "complexity": complexity, "confidence": total - complexity}, info)
+
+
+@dataclass(frozen=True)
+class SketchSize:
+    """The sketch of one pruned layer (Dasarathy et al. 2015), as the paper counts it.
+
+    Attributes:
+        shape: the layer's (out, in) shape.
+        j: the largest number of non-zeros in any row or column of the pruned layer.
+        p: the side of the square matrix the layer is padded to, max(out, in).
+        k_theory: c sqrt(j p) ln p (:func:`prunebounds.sketching.theory_sketch_size`).
+        k_out, k_in: the sketch's sides, ceil(k_theory) capped at out and in.
+        capped: True if the cap binds on either side (the theory size exceeds the
+            layer's dimension there, so that side is not compressed at all).
+        n_params: k_out * k_in, the numbers stored for this layer.
+    """
+
+    shape: tuple[int, int]
+    j: int
+    p: int
+    k_theory: float
+    k_out: int
+    k_in: int
+    capped: bool
+    n_params: int
+
+
+def sketch_sizes(pruned_weights, c: float = 1.0) -> list[SketchSize]:
+    """The sketch size of every pruned layer: k = c sqrt(j p) ln p, capped at the layer.
+
+    Dasarathy, Shah, Bhaskar & Nowak (2015) recover a p x p matrix with at most j
+    non-zeros in every row and column from a k x k sketch A X B^T once
+    k = O(sqrt(j p) log p). The O(.) has no explicit constant; ``c`` (default 1) stands
+    for it. A rectangular out x in layer is treated as padded with zeros to p x p,
+    p = max(out, in) (padding adds no non-zeros), and j is the *realized* maximum of
+    the non-zeros per row and per column of the pruned layer. A sketch side larger
+    than the layer's own dimension is pointless (storing that side unsketched costs
+    less), so each side is capped: k_out = min(ceil(k), out), k_in = min(ceil(k), in).
+    A layer whose both sides are capped is stored densely.
+    """
+    ws = _weights(pruned_weights, "pruned_weights")
+    c = check_real("c (sketch-size constant)", c, minimum=0.0)
+    out = []
+    for w in ws:
+        n_out, n_in = (int(v) for v in w.shape)
+        j = int(max(nonzeros_per_row(w).max(), nonzeros_per_col(w).max()))
+        p = max(n_out, n_in)
+        k = theory_sketch_size(j, p, c)
+        k_int = math.ceil(k - 1e-9)
+        k_out, k_in = min(k_int, n_out), min(k_int, n_in)
+        out.append(SketchSize((n_out, n_in), j, p, float(k), k_out, k_in,
+                              bool(k_int > n_out or k_int > n_in), k_out * k_in))
+    return out
+
+
+def paper_bound(train_margins, needed_margin: float, pruned_weights, *, r: int = 256,
+                delta: float = 0.05, c: float = 1.0) -> Bound:
+    """The paper's bound (Theorem 5.2, reconstructed), assembled from its parts.
+
+    L_0(g) <= R^_eps(f) + sqrt((q ln r + ln(1/delta)) / (2m)),   q = sum_l k_out^l k_in^l,
+
+    where g is the pruned network, eps = ``needed_margin`` is the bound on the change of
+    the outputs that pruning causes (:func:`prunebounds.perturbation.needed_margin`,
+    the authors' quantity), R^_eps(f) the fraction of the m = len(``train_margins``)
+    training margins of the *unpruned* network f that are <= eps, and k^l the sketch
+    sizes of :func:`sketch_sizes` (constant ``c``). The compressed network is stored
+    as its sketches with r values per entry; the sketching matrices are the helper
+    string. The confidence term is written out as in :func:`counting_bound`.
+
+    ``details`` also holds:
+
+    * ``value_without_log_r``: the same bound with ln r replaced by 1 (the form the
+      authors evaluate, who drop the discretization), and its ``complexity_without_log_r``;
+    * ``loss_at_sqrt2_margin`` and ``value_at_sqrt2_margin``: R^ at sqrt(2) eps. The
+      perturbation bound controls the Euclidean norm of the output change, and a margin
+      f(x)[y] - f(x)[j] can move by up to sqrt(2) times it, so this is the loss a
+      careful proof pays (ours); the authors use R^_eps;
+    * ``q``, ``log_r``, ``n_capped`` (layers where the cap binds) and, per layer,
+      ``k_layer<l>`` (the theory size) and ``q_layer<l>``.
+
+    The rounding error of the discretization (which must also fit inside the margin)
+    is not added to ``needed_margin`` here.
+    """
+    mg = torch.as_tensor(train_margins).detach().to(torch.float64).flatten()
+    if mg.numel() == 0:
+        raise ParameterError("train_margins must hold the margin of every training sample")
+    eps = check_real("needed_margin", needed_margin, minimum=0.0)
+    r = _r(r)
+    m = int(mg.numel())
+    sizes = sketch_sizes(pruned_weights, c)
+    q = float(sum(s.n_params for s in sizes))
+    loss = margin_loss(mg, eps)
+    details = {"needed_margin": eps, "q": q, "log_r": math.log(r), "r": r,
+               "n_capped": float(sum(s.capped for s in sizes))}
+    for l, s in enumerate(sizes, start=1):
+        details[f"k_layer{l}"] = s.k_theory
+        details[f"q_layer{l}"] = float(s.n_params)
+    b = counting_bound("paper", loss, q * math.log(r), m, delta, details)
+    plain = counting_bound("paper", loss, q, m, delta)
+    loss2 = margin_loss(mg, math.sqrt(2.0) * eps)
+    extra = {"complexity_without_log_r": plain.terms["complexity"],
+             "value_without_log_r": plain.value,
+             "loss_at_sqrt2_margin": loss2,
+             "value_at_sqrt2_margin": b.value - loss + loss2}
+    return Bound(b.name, b.value, b.terms, {**b.details, **extra})
 
 
 def dense_count_bound(empirical_margin_loss: float, n_params: int, r: int, m: int,

@@ -34,6 +34,7 @@ from torch import nn
 
 from .errors import ParameterError
 from .margins import logits
+from .margins import margin_loss, margins
 from .models import check_chain, linear_layers, weight_matrices
 from .profiles import check_choice, check_int, check_real
 from .random_matrices import spectral_norm
@@ -48,8 +49,11 @@ __all__ = [
     "authors_gamma",
     "MarginBreakdown",
     "needed_margin",
+    "needed_margin_from_norms",
     "PruningError",
     "pruning_error",
+    "PruningProbe",
+    "certified_d",
 ]
 
 #: The target probability in the authors' equation for t: 1 - m exp(-t^2 d_1) = 0.99.
@@ -258,13 +262,31 @@ def needed_margin(weights: nn.Module | Sequence[torch.Tensor],
         raise ParameterError("weights and pruned_weights must have the same number of layers "
                              "and the same shapes: "
                              f"{[tuple(a.shape) for a in A]} vs {[tuple(b.shape) for b in A_hat]}")
-    m = check_int("m", m, minimum=1)
-    b = check_real("input_norm", input_norm, minimum=0.0)
     a_norms = [spectral_norm(a) for a in A]
     d_norms = [spectral_norm(a.to(torch.float64) - h.to(torch.float64)) for a, h in zip(A, A_hat)]
-    a_norms, d_norms = _paired(a_norms, d_norms)
-    gammas = ([authors_gamma(a.shape[1], a.shape[0], m, gamma_method) for a in A]
-              if with_gamma else [1.0] * len(A))
+    return needed_margin_from_norms(a_norms, d_norms, [tuple(a.shape) for a in A], input_norm,
+                                    m, with_gamma=with_gamma, gamma_method=gamma_method)
+
+
+def needed_margin_from_norms(weight_norms: Sequence[float], delta_norms: Sequence[float],
+                             shapes: Sequence[tuple[int, int]], input_norm: float, m: int,
+                             with_gamma: bool = True,
+                             gamma_method: str = "bisect") -> MarginBreakdown:
+    """:func:`needed_margin` from norms already computed (for sweeps over many prunings).
+
+    Args:
+        weight_norms: ||A^l||_2 per layer.
+        delta_norms: ||Delta^l||_2 per layer.
+        shapes: each layer's weight shape (out, in) = (d_2, d_1), for Gamma_l.
+        input_norm, m, with_gamma, gamma_method: as in :func:`needed_margin`.
+    """
+    a_norms, d_norms = _paired(weight_norms, delta_norms)
+    if len(shapes) != len(a_norms) or any(len(sh) != 2 for sh in shapes):
+        raise ParameterError(f"need one (out, in) shape per layer ({len(a_norms)}), got {shapes!r}")
+    m = check_int("m", m, minimum=1)
+    b = check_real("input_norm", input_norm, minimum=0.0)
+    gammas = ([authors_gamma(int(sh[1]), int(sh[0]), m, gamma_method) for sh in shapes]
+              if with_gamma else [1.0] * len(a_norms))
     prod_norms = math.prod(a_norms)
     ratios = sum(dl / al for dl, al in zip(d_norms, a_norms))
     prod_gammas = math.prod(gammas)
@@ -291,22 +313,154 @@ class PruningError:
         return asdict(self)
 
 
-def pruning_error(model: nn.Module, pruned: nn.Module, X: torch.Tensor,
-                  y: torch.Tensor) -> PruningError:
+def pruning_error(model: nn.Module | None, pruned: nn.Module, X: torch.Tensor,
+                  y: torch.Tensor, reference_logits: torch.Tensor | None = None) -> PruningError:
     """The true pruning error of ``pruned`` against ``model`` on (X, y).
 
     ``max_correct_logit_change`` is the authors' "true pruning error" (``find_alpha_true``:
     the largest change of the correct-class logit over the training set); the sup-norm
     and Euclidean norm of the whole logit-vector change are returned too (the latter is
     what Lemma (P) bounds). Computed in float64 differences of the models' outputs.
+    ``reference_logits`` (the outputs of ``model`` on ``X``) saves the forward pass of
+    the unpruned model when many pruned copies are compared with it; ``model`` may then
+    be ``None``.
     """
     if len(X) != len(y) or len(X) == 0:
         raise ParameterError(f"X and y must be non-empty and of equal length, got {len(X)} "
                              f"and {len(y)}")
-    diff = (logits(model, X).to(torch.float64) - logits(pruned, X).to(torch.float64))
+    return _error_from_logits(_reference(model, X, reference_logits),
+                              logits(pruned, X).to(torch.float64), y)
+
+
+def _reference(model: nn.Module | None, X: torch.Tensor,
+               reference_logits: torch.Tensor | None) -> torch.Tensor:
+    if reference_logits is None:
+        if model is None:
+            raise ParameterError("give the unpruned model or its reference_logits")
+        return logits(model, X).to(torch.float64)
+    if reference_logits.shape[0] != len(X):
+        raise ParameterError(f"reference_logits has {reference_logits.shape[0]} rows for "
+                             f"{len(X)} samples")
+    return reference_logits.to(torch.float64)
+
+
+def _error_from_logits(ref: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> PruningError:
+    diff = ref - out.to(ref.device)
     correct = diff.gather(1, y.to(diff.device).long()[:, None]).squeeze(1).abs()
     return PruningError(
         max_correct_logit_change=float(correct.max()),
         max_sup_change=float(diff.abs().max(dim=1).values.max()),
         max_l2_change=float(diff.norm(dim=1).max()),
     )
+
+
+# --------------------------------------------------------------------------- sweeps over pruned copies
+class PruningProbe:
+    """Evaluate many pruned copies of one network: every bound of this module and the truth.
+
+    Everything that does not depend on the pruning is computed once: the spectral norms
+    of the weights A^l and of the bias-augmented matrices (:func:`augmented_weights`),
+    the input bound B = max ||x||_2, and the unpruned network's logits on (X, y).
+    :meth:`evaluate` then costs one spectral norm per layer (of Delta^l) and, if asked,
+    one forward pass of the pruned network over X.
+
+    Args:
+        model: the trained (unpruned) network.
+        X, y: the training set (the bounds are about it; B and m are taken from it).
+        norm_method: ``"svd"`` or ``"lanczos"`` (:func:`prunebounds.random_matrices.spectral_norm`).
+        gamma_method: ``"bisect"`` (the authors' numbers) or ``"closed"``, for Gamma_l.
+    """
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
+                 norm_method: str = "lanczos", gamma_method: str = "bisect") -> None:
+        if len(X) != len(y) or len(X) == 0:
+            raise ParameterError(f"X and y must be non-empty and of equal length, got "
+                                 f"{len(X)} and {len(y)}")
+        self.norm_method = check_choice("norm_method", norm_method, ("svd", "lanczos"))
+        self.gamma_method = check_choice("gamma_method", gamma_method, ("bisect", "closed"))
+        self.weights = [w.to(torch.float64) for w in _weights(model, "model")]
+        self.shapes = [tuple(w.shape) for w in self.weights]
+        self.weight_norms = [spectral_norm(w, self.norm_method) for w in self.weights]
+        self.augmented_norms = [spectral_norm(a, self.norm_method)
+                                for a in augmented_weights(model)]
+        self.X, self.y = X, y
+        self.m = len(X)
+        self.input_norm = max_input_norm(X)
+        self.reference_logits = logits(model, X).to(torch.float64)
+
+    def delta_norms(self, pruned: nn.Module) -> list[float]:
+        """||A^l - A_hat^l||_2 for each layer of ``pruned``."""
+        P = _weights(pruned, "pruned")
+        if [tuple(p.shape) for p in P] != self.shapes:
+            raise ParameterError(f"pruned network has shapes {[tuple(p.shape) for p in P]}, "
+                                 f"expected {self.shapes}")
+        return [spectral_norm(a - p.to(torch.float64), self.norm_method)
+                for a, p in zip(self.weights, P)]
+
+    def evaluate(self, pruned: nn.Module, *, true_error: bool = True) -> dict:
+        """Bounds (and, if ``true_error``, the measured change) for one pruned copy.
+
+        Returns a JSON-able dict: ``kept`` (kept fraction per layer), ``mean_sq_delta``
+        (mean of Delta_ij^2 per layer), ``delta_norms``, ``authors`` (the
+        :class:`MarginBreakdown` of the authors' needed margin, with Gamma),
+        ``textbook`` (Lemma (P) on the bias-augmented network, B~ = sqrt(B^2 + 1), no
+        Gamma: a theorem when ``textbook_condition`` holds), ``textbook_condition``, and
+        with ``true_error`` the :class:`PruningError` fields plus ``train_error`` (the
+        pruned network's classification error on X).
+        """
+        P = _weights(pruned, "pruned")
+        dn = self.delta_norms(pruned)
+        authors = needed_margin_from_norms(self.weight_norms, dn, self.shapes, self.input_norm,
+                                           self.m, with_gamma=True,
+                                           gamma_method=self.gamma_method)
+        b_aug = math.sqrt(self.input_norm ** 2 + 1.0)
+        out = {
+            "kept": [float(torch.count_nonzero(p)) / p.numel() for p in P],
+            "mean_sq_delta": [float(((a - p.to(torch.float64)) ** 2).mean())
+                              for a, p in zip(self.weights, P)],
+            "delta_norms": dn,
+            "authors": authors.as_dict(),
+            "textbook": perturbation_bound(self.augmented_norms, dn, b_aug),
+            "textbook_condition": perturbation_condition_holds(self.augmented_norms, dn),
+        }
+        if true_error:
+            out_logits = logits(pruned, self.X).to(torch.float64)
+            out.update(_error_from_logits(self.reference_logits, out_logits, self.y).as_dict())
+            out["train_error"] = margin_loss(margins(out_logits, self.y.to(out_logits.device)), 0.0)
+        return out
+
+
+def certified_d(probe: PruningProbe, model: nn.Module, margin: float, seed: int,
+                d_max: float = 10.0, rel_tol: float = 1e-3, max_steps: int = 60) -> float:
+    """The largest d whose authors' needed margin is <= ``margin``, by bisection in log d.
+
+    The authors choose the pruning parameter d* by bisection so that needed_margin(d*)
+    equals the network's margin (brief, "Sparsity pattern and sketching"). For a fixed
+    seed the masks of :func:`prunebounds.pruning.prune_paper` are nested (the same
+    uniforms are compared with keep probabilities that fall as d grows), so the needed
+    margin grows with d in practice and bisection applies. Returns 0.0 if ``margin``
+    <= 0 (no pruning fits inside a negative margin) and ``d_max`` if even d_max fits.
+    """
+    from .pruning import prune_paper
+
+    margin = check_real("margin", margin)
+    d_max = check_real("d_max", d_max, minimum=0.0)
+    rel_tol = check_real("rel_tol", rel_tol, minimum=1e-12)
+    if margin <= 0.0 or d_max == 0.0:
+        return 0.0
+
+    def needed(d: float) -> float:
+        return probe.evaluate(prune_paper(model, d, seed), true_error=False)["authors"]["value"]
+
+    if needed(d_max) <= margin:
+        return d_max
+    lo, hi = 0.0, d_max          # needed(lo) <= margin < needed(hi)
+    for _ in range(check_int("max_steps", max_steps, minimum=1)):
+        mid = math.sqrt(lo * hi) if lo > 0 else hi / 8.0
+        if needed(mid) <= margin:
+            lo = mid
+        else:
+            hi = mid
+        if lo > 0 and hi - lo <= rel_tol * hi:
+            break
+    return float(lo)

@@ -51,6 +51,7 @@ __all__ = [
     "error_second_moment",
     "error_fourth_moment",
     "error_abs_moment",
+    "error_lp_norm",
     "weight_variance",
     "GaussianMagnitudePruning",
     "gaussian_magnitude_unstructured",
@@ -189,6 +190,24 @@ def error_abs_moment(d: float, psi: float, p: float) -> float:
     log_m = (0.5 * p * math.log(psi) + 0.5 * (p + 1.0) * math.log(_ratio(d))
              + 0.5 * p * math.log(2.0) + gammaln(0.5 * (p + 1.0)) - 0.5 * math.log(math.pi))
     return float(math.exp(log_m))
+
+
+def error_lp_norm(d: float, psi: float, p: float) -> float:
+    """||Delta_ij||_p = (E|Delta_ij|^p)^{1/p}, the L^p norm of one entry of the pruning error.
+
+    :func:`error_abs_moment` to the power 1/p, computed in logarithms so that it stays
+    finite for the large p (p ~ 2 alpha log(n + m), several hundred for big matrices)
+    of the Bandeira-van Handel bound for symmetric entries, where the moment itself
+    overflows a float. For p >= 1 it grows like sqrt(p): Delta is sub-Gaussian.
+    """
+    d = check_real("d", d, minimum=0.0)
+    psi = check_real("psi", psi, minimum=0.0)
+    p = check_real("p", p, minimum=1.0)
+    if d == 0.0 or psi == 0.0:
+        return 0.0
+    log_m = (0.5 * p * math.log(psi) + 0.5 * (p + 1.0) * math.log(_ratio(d))
+             + 0.5 * p * math.log(2.0) + gammaln(0.5 * (p + 1.0)) - 0.5 * math.log(math.pi))
+    return float(math.exp(log_m / p))
 
 
 def weight_variance(W: torch.Tensor) -> float:
