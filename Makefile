@@ -89,6 +89,8 @@ linkcheck: $(STAMP)
 
 bench: $(STAMP) data
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/sketch_recovery.py --quick
+	$(PY) benchmarks/bounds_sweep.py
 
 sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/*.md
