@@ -146,3 +146,20 @@ def test_run_config_from_profile_validates():
     assert cfg.widths == (784, 64, 64, 10) and cfg.dataset == "synthetic"
     with pytest.raises(ValueError):
         experiments.RunConfig.from_profile(p, optimiser="adam")
+
+
+def test_cache_keys_follow_the_source(tmp_path, monkeypatch):
+    """Editing a module changes the keys that depend on it (no stale results)."""
+    import prunebounds.experiments as ex
+
+    run_key, json_key = CFG.key, ex.config_key("demo", {"a": 1})
+    real = ex.source_fingerprint
+
+    def edited(modules=None):
+        return real(modules) if modules is not None else "edited-analysis-code"
+
+    monkeypatch.setattr(ex, "source_fingerprint", edited)
+    assert ex.config_key("demo", {"a": 1}) != json_key  # any edit: results recomputed
+    assert CFG.key == run_key  # an analysis edit does not retrain networks
+    monkeypatch.setattr(ex, "source_fingerprint", lambda modules=None: "edited-training-code")
+    assert CFG.key != run_key  # a training edit does

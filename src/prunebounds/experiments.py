@@ -1,7 +1,9 @@
 """The results cache: train once, reuse everywhere, never trust a damaged file.
 
 A trained network is stored under a key derived from its full configuration (data
-set, widths, optimiser settings, epochs, seed, sample cap) and the package version:
+set, widths, optimiser settings, epochs, seed, sample cap), the package version and a
+hash of the training code (:func:`source_fingerprint`); other results are keyed by a
+hash of the whole package, so editing the code never shows a stale result:
 
     <cache>/runs/<key>/initial.pt, final.pt, snap-<epoch>.pt   weights (torch.save)
     <cache>/runs/<key>/history.json                              metrics per epoch
@@ -75,9 +77,28 @@ def _sha256(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def config_key(kind: str, config: dict) -> str:
-    """A short hash of ``kind``, the canonical JSON of ``config`` and the version."""
-    blob = json.dumps({"kind": kind, "config": config, "version": __version__},
+TRAINING_MODULES = ("data.py", "models.py", "modern.py", "train.py")
+
+
+def source_fingerprint(modules: tuple[str, ...] | None = None) -> str:
+    """A hash of the package's source files (all, or the named ``modules``).
+
+    It is part of every cache key, so a result is reused only by the code that computed
+    it: editing a module recomputes what depends on it instead of showing stale numbers.
+    Trained networks depend on :data:`TRAINING_MODULES` only; other results on all.
+    """
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if modules is None or path.name in modules:
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def config_key(kind: str, config: dict, code: str | None = None) -> str:
+    """A short hash of ``kind``, the canonical JSON of ``config``, the version and the
+    source fingerprint ``code`` (default: of the whole package)."""
+    blob = json.dumps({"kind": kind, "config": config, "version": __version__,
+                       "code": source_fingerprint() if code is None else code},
                       sort_keys=True, default=str)
     return _sha256(blob.encode())[:20]
 
@@ -137,7 +158,7 @@ class RunConfig:
 
     @property
     def key(self) -> str:
-        return config_key("run", self.as_dict())
+        return config_key("run", self.as_dict(), code=source_fingerprint(TRAINING_MODULES))
 
 
 def new_model(cfg: RunConfig, seed: int | None = None):
