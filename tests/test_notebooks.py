@@ -73,3 +73,22 @@ def test_bad_parameters_stop_with_a_clear_message(tmp_path, bad, message):
                             cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
     assert err.value.ename == "ParameterError"
     assert message in err.value.evalue
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("chapter, bad, message", [
+    ("sketching", {"d_prune": -1.0}, "d_prune must be >= 0.0"),
+    ("sketching", {"k_fraction": 1.5}, "k_fraction must be <= 1.0"),
+    ("discretization", {"prune_d": -0.5}, "prune_d must be >= 0.0"),
+    ("compression", {"margin_q": 150.0}, "margin_q"),
+])
+def test_chapter_parameters_are_validated(tmp_path, chapter, bad, message):
+    """A negative pruning parameter or an impossible fraction stops the chapter early
+    with a ParameterError that names the valid range."""
+    nb = ROOT / "notebooks" / f"{chapter}.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"),
+                            parameters={"profile": "smoke", **bad}, cwd=str(nb.parent),
+                            kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "ParameterError"
+    assert message in err.value.evalue
