@@ -77,7 +77,7 @@ def _sha256(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-TRAINING_MODULES = ("data.py", "models.py", "modern.py", "train.py")
+TRAINING_MODULES = ("data.py", "models.py", "train.py")  # + modern.py for non-MLP runs
 
 
 def source_fingerprint(modules: tuple[str, ...] | None = None) -> str:
@@ -158,7 +158,8 @@ class RunConfig:
 
     @property
     def key(self) -> str:
-        return config_key("run", self.as_dict(), code=source_fingerprint(TRAINING_MODULES))
+        modules = TRAINING_MODULES + (() if self.model == "mlp" else ("modern.py",))
+        return config_key("run", self.as_dict(), code=source_fingerprint(modules))
 
 
 def new_model(cfg: RunConfig, seed: int | None = None):
