@@ -238,6 +238,19 @@ def _bvh_symmetric(s1: float, s2: float, n: int, m: int, alpha: float,
                  + BVH_SYMMETRIC_CONSTANT * alpha * norm_p * math.sqrt(math.log(size))))
 
 
+def _bvh_dispatch(s1: float, s2: float, s_star: float, n: int, m: int, *, eps, version: str,
+                  alpha: float, abs_moment_norm) -> float:
+    """The chosen version of the Bandeira--van Handel bound from sigma_1, sigma_2, sigma_*."""
+    if version == "symmetric":
+        if abs_moment_norm is None:
+            raise ParameterError("version='symmetric' needs abs_moment_norm(p) = "
+                                 "max_ij (E|X_ij|^p)^(1/p)")
+        return _bvh_symmetric(s1, s2, n, m, alpha, abs_moment_norm)
+    if eps != "best" and isinstance(eps, str):
+        raise ParameterError(f"eps must be a number in (0, 0.5] or 'best', got {eps!r}")
+    return _bvh_gaussian(s1, s2, s_star, n, m, eps, version)
+
+
 def bandeira_van_handel_bound(second_moments: Any, *, eps: float | str = 0.5,
                               version: str = "gaussian", alpha: float = 3.0,
                               abs_moment_norm: Callable[[int], float] | None = None) -> float:
@@ -306,14 +319,8 @@ def bandeira_van_handel_bound(second_moments: Any, *, eps: float | str = 0.5,
     n, m = b2.shape
     s1 = math.sqrt(b2.sum(axis=1).max())
     s2 = math.sqrt(b2.sum(axis=0).max())
-    if version == "symmetric":
-        if abs_moment_norm is None:
-            raise ParameterError("version='symmetric' needs abs_moment_norm(p) = "
-                                 "max_ij (E|X_ij|^p)^(1/p)")
-        return _bvh_symmetric(s1, s2, n, m, alpha, abs_moment_norm)
-    if eps != "best" and isinstance(eps, str):
-        raise ParameterError(f"eps must be a number in (0, 0.5] or 'best', got {eps!r}")
-    return _bvh_gaussian(s1, s2, math.sqrt(b2.max()), n, m, eps, version)
+    return _bvh_dispatch(s1, s2, math.sqrt(b2.max()), n, m, eps=eps, version=version,
+                         alpha=alpha, abs_moment_norm=abs_moment_norm)
 
 
 def bandeira_van_handel_bound_iid(n_rows: int, n_cols: int, m2: float, *,
@@ -328,14 +335,8 @@ def bandeira_van_handel_bound_iid(n_rows: int, n_cols: int, m2: float, *,
     # closed form of the row / column / entry maxima (no n_rows x n_cols array, so the
     # function also serves matrix sizes far beyond memory)
     s1, s2 = math.sqrt(n_cols * m2), math.sqrt(n_rows * m2)
-    if version == "symmetric":
-        if abs_moment_norm is None:
-            raise ParameterError("version='symmetric' needs abs_moment_norm(p) = "
-                                 "max_ij (E|X_ij|^p)^(1/p)")
-        return _bvh_symmetric(s1, s2, n_rows, n_cols, alpha, abs_moment_norm)
-    if eps != "best" and isinstance(eps, str):
-        raise ParameterError(f"eps must be a number in (0, 0.5] or 'best', got {eps!r}")
-    return _bvh_gaussian(s1, s2, math.sqrt(m2), n_rows, n_cols, eps, version)
+    return _bvh_dispatch(s1, s2, math.sqrt(m2), n_rows, n_cols, eps=eps, version=version,
+                         alpha=alpha, abs_moment_norm=abs_moment_norm)
 
 
 # --------------------------------------------------------------------------- naive bound and Markov
