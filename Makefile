@@ -31,7 +31,7 @@ EXECUTED := $(CHAPTERS:%=$(EXEC_DIR)/%.ipynb)
 STAGE := _build/stage
 BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 
-.PHONY: help install data execute book test check-site linkcheck bench sync clean clean-cache
+.PHONY: help install data execute book test check-site linkcheck bench sync clean clean-cache FORCE
 
 help:
 	@sed -n '1,15p' Makefile
@@ -39,7 +39,12 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+# Reinstall when pyproject.toml's content changes (its digest is rewritten only then).
+$(VENV)/.pyproject.sha256: FORCE | $(PY)
+	@sha256sum < pyproject.toml > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(STAMP): $(VENV)/.pyproject.sha256
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[book,test]"
 	touch $@
@@ -52,9 +57,20 @@ ifneq ($(PROFILE),smoke)
 	$(PY) -m prunebounds.data mnist
 endif
 
-# An executed chapter is redone only when its sources, the package or the install change.
-$(EXEC_DIR)/%.ipynb: notebooks/%.ipynb notebooks/%.md $(SRC) $(STAMP) | data
-	$(PY) tools/execute_chapters.py --profile $(PROFILE) --out-dir $(EXEC_DIR) $<
+# An executed chapter is redone only when the CONTENT of its sources, of the package or
+# of pyproject.toml changes (a checkout or `touch` that changes only times does not
+# count): each chapter has a digest file that is rewritten only when the digest differs.
+DIGEST_DIR := _build/digests
+$(DIGEST_DIR)/%.sha256: FORCE
+	@mkdir -p $(@D)
+	@cat notebooks/$*.md notebooks/$*.ipynb $(SRC) pyproject.toml | sha256sum > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(EXEC_DIR)/%.ipynb: $(DIGEST_DIR)/%.sha256 | $(STAMP) data
+	$(PY) tools/execute_chapters.py --profile $(PROFILE) --out-dir $(EXEC_DIR) notebooks/$*.ipynb
+
+FORCE:
+.PRECIOUS: $(DIGEST_DIR)/%.sha256
 
 execute: $(EXECUTED)
 

@@ -43,6 +43,15 @@ def test_repository_url_is_set_in_one_place():
         assert found == {url}, f"{md.name}: Colab install cell must use {url}, found {found}"
 
 
+def test_colab_cells_install_the_matching_release():
+    """The Colab cell installs the tag of pyproject's version, not a moving branch."""
+    tag = "v" + PYPROJECT["project"]["version"]
+    for md in (ROOT / "notebooks").glob("*.md"):
+        refs = set(re.findall(r"git\+https://[^@\"]+@([^\"#]+)", md.read_text()))
+        assert refs == {tag}, (f"{md.name}: the Colab cell installs {refs}; it must install "
+                               f"the release tag {tag} (pyproject.toml's version)")
+
+
 def test_only_one_twin_of_each_pair_is_a_page():
     excluded = CONFIG["exclude_patterns"]
     assert "notebooks/*.md" in excluded

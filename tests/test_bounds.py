@@ -384,3 +384,42 @@ def test_paper_bound_bad_input():
         bd.paper_bound(torch.tensor([]), 1.0, [torch.eye(3)])
     with pytest.raises(ParameterError, match="delta"):
         bd.counting_bound("x", 0.0, 1.0, 10, 0.0)
+
+
+def test_bounds_over_d_matches_its_parts_assembled_by_hand():
+    """The sweep's row at each d equals the bound functions called on the pruned copy."""
+    from prunebounds import margins, models, perturbation, pruning
+
+    torch.manual_seed(0)
+    net = models.MLP([12, 9, 7, 3])
+    X, y = torch.randn(60, 12), torch.randint(0, 3, (60,))
+    mg = margins.margins(margins.logits(net, X), y)
+    probe = perturbation.PruningProbe(net, X, y)
+    rows = bd.bounds_over_d(probe, net, mg, [0.0, 0.5, 4.0], seed=3, r=16, delta=0.1)
+    assert [r["d"] for r in rows] == [0.0, 0.5, 4.0]
+    for row in rows:
+        g = pruning.prune_paper(net, row["d"], 3)
+        W = models.weight_matrices(g)
+        eps = probe.evaluate(g, true_error=False)["authors"]["value"]
+        loss = float((mg <= eps).double().mean())
+        assert row["needed"] == approx(eps) and row["loss"] == approx(loss)
+        assert row["paper"] == approx(bd.paper_bound(mg, eps, W, r=16, delta=0.1).value)
+        nnz = [int((w != 0).sum()) for w in W]
+        assert row["kept"] == approx(sum(nnz) / (12 * 9 + 9 * 7 + 7 * 3))
+        q = bd.sparse_count_bound(loss, nnz, [tuple(w.shape) for w in W], 16, 60)
+        assert row["sparse"] == approx(
+            loss + math.sqrt((q.details["q_nats"] + math.log(1 / 0.1)) / (2 * 60)))
+    assert rows[0]["kept"] == 1.0 and rows[0]["needed"] == 0.0
+    with pytest.raises(ParameterError, match="d"):
+        bd.bounds_over_d(probe, net, mg, [-1.0], seed=3)
+
+
+def test_weights_must_be_finite_but_may_be_huge():
+    """NaN or inf anywhere is refused; finite entries whose sum overflows are accepted."""
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        W = torch.ones(3, 3)
+        W[1, 2] = bad
+        with pytest.raises(ParameterError, match="non-finite"):
+            bd.sketch_sizes([W])
+    huge = torch.full((3, 3), 3e38)          # float32: the sum overflows to inf
+    assert [s.j for s in bd.sketch_sizes([huge])] == [3]

@@ -42,7 +42,8 @@ def test_chapter_structure(md):
     assert "remove-cell" in first.metadata.get("tags", []) and "google.colab" in first.source
     text = md.read_text()
     assert "Audience and objectives" in text and "Running this chapter" in text
-    assert f"{{download}}`notebook <{md.stem}.ipynb>`" in text, "download link to the notebook"
+    assert text.count(f"{{download}}`notebook <{md.stem}.ipynb>`") == 1, \
+        "exactly one download link to the notebook"
     assert f"{{download}}`text source <{md.stem}.md>`" in text, "download link to the text source"
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert "profile" in params.source

@@ -262,3 +262,21 @@ def test_bad_fractions_and_scope():
         prune_random(model, 2.0, seed=0)
     with pytest.raises(ParameterError):
         prune_like(model, small_model(0, widths=(12, 16, 3)))
+
+
+def test_paper_rule_sweep_equals_prune_paper_entry_for_entry():
+    """The sweep's matrices are exactly prune_paper's, for every d and layer."""
+    from prunebounds import models
+    from prunebounds.pruning import paper_rule_sweep, prune_paper
+
+    torch.manual_seed(1)
+    net = models.MLP([30, 20, 20, 5])
+    ds = [0.0, 1e-3, 0.5, 2.0, 10.0]
+    got = list(paper_rule_sweep(net, ds, seed=7))
+    assert [d for d, _ in got] == ds
+    for d, Ws in got:
+        ref = models.weight_matrices(prune_paper(net, d, 7))
+        for w, r in zip(Ws, ref):
+            assert w.dtype == r.dtype and torch.equal(w, r)
+    with pytest.raises(ParameterError):
+        list(paper_rule_sweep(net, [-0.5], seed=7))

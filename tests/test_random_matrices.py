@@ -178,6 +178,26 @@ def test_spectral_norm_lanczos_matches_svd():
         spectral_norm(W, "power")
 
 
+@pytest.mark.parametrize("density", [0.0, 1e-4, 0.02, 0.1, 0.11, 0.9])
+def test_spectral_norm_lanczos_sparse_and_dense_paths(density):
+    """The CSR path (density <= 10 %) and the dense path agree with the full SVD."""
+    g = torch.Generator().manual_seed(5)
+    W = torch.randn(400, 250, generator=g, dtype=torch.float64)
+    W = W * (torch.rand(W.shape, generator=g, dtype=torch.float64) < density)
+    exact = float(torch.linalg.matrix_norm(W, ord=2))
+    assert spectral_norm(W, "lanczos") == pytest.approx(exact, rel=1e-10, abs=1e-300)
+
+
+def test_spectral_norm_lanczos_clustered_spectrum():
+    """A spectrum with a tiny top gap (slow Lanczos convergence) is still exact."""
+    g = torch.Generator().manual_seed(6)
+    Q1, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
+    Q2, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
+    s = torch.linspace(1.0, 0.999, 300, dtype=torch.float64)
+    W = Q1 @ torch.diag(s) @ Q2.T
+    assert spectral_norm(W, "lanczos") == pytest.approx(1.0, rel=1e-10)
+
+
 def test_asymptotic_norm_iid():
     from prunebounds.random_matrices import asymptotic_norm_iid
     assert asymptotic_norm_iid(400, 100, 4.0) == pytest.approx(2 * (20 + 10))

@@ -4,7 +4,8 @@ Every function here is small and pure: it takes weight matrices (torch tensors i
 PyTorch convention, ``out x in``, i.e. the paper's A^l acting on column vectors
 x -> A^l x) and numbers, and returns numbers. Nothing is trained or pruned here; the
 counts that other modules produce (sketch sizes, non-zeros, keep fractions) come in as
-arguments.
+arguments. The one exception is :func:`bounds_over_d`, the sweep over the pruning
+parameter that the bound chapter draws and ``benchmarks/bounds_sweep.py`` times.
 
 Conventions used throughout
 ---------------------------
@@ -36,8 +37,9 @@ from scipy.special import gammaln
 
 from .errors import ParameterError
 from .margins import margin_loss
-from .models import check_chain
+from .models import check_chain, weight_matrices
 from .profiles import check_int, check_real
+from .random_matrices import spectral_norm as _rm_spectral_norm
 from .sketching import theory_sketch_size
 from .sparsity import nonzeros_per_col, nonzeros_per_row
 
@@ -154,8 +156,9 @@ def _r(r) -> int:
     return check_int("r (values per parameter)", r, minimum=2)
 
 
-def _weights(weights, name: str = "weights") -> list[torch.Tensor]:
-    """Weight matrices as float64 tensors, checked to be 2-D, finite and chaining."""
+def _weights(weights, name: str = "weights", float64: bool = True) -> list[torch.Tensor]:
+    """Weight matrices as float64 CPU tensors (``float64=False``: as given), checked to
+    be 2-D, finite and chaining."""
     if isinstance(weights, torch.Tensor) or not isinstance(weights, Sequence):
         raise ParameterError(
             f"{name} must be a list of 2-D weight matrices (out x in), got {type(weights).__name__}"
@@ -168,8 +171,10 @@ def _weights(weights, name: str = "weights") -> list[torch.Tensor]:
                 f"{name}: layer {l} has shape {tuple(t.shape)}; every weight must be a "
                 "2-D (out x in) matrix"
             )
-        t = t.to(dtype=torch.float64, device="cpu")
-        if not bool(torch.isfinite(t).all()):
+        if float64:
+            t = t.to(dtype=torch.float64, device="cpu")
+        # the sum is finite unless an entry is inf/nan (or it overflows): a quick first test
+        if not (bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())):
             raise ParameterError(f"{name}: layer {l} has non-finite entries")
         out.append(t)
     check_chain(out)
@@ -208,17 +213,17 @@ def _width(ws: list[torch.Tensor], width) -> int:
 # --------------------------------------------------------------------------------------
 
 def spectral_norm(A: torch.Tensor) -> float:
-    """||A||_2: the largest singular value of ``A``.
+    """||A||_2: the largest singular value of ``A``, in float64.
 
-    Computed as sqrt(lambda_max(G)) for the smaller Gram matrix G (A A^T or A^T A) in
-    float64: several times faster than a full SVD on a CPU, and the top eigenvalue of G
-    is accurate to machine precision relative to ||A||_2^2.
+    One implementation serves the whole package:
+    :func:`prunebounds.random_matrices.spectral_norm` with Lanczos bidiagonalisation
+    (ARPACK, fixed start vector; it falls back to a full SVD for tiny matrices or if
+    ARPACK does not converge).
     """
-    t = torch.as_tensor(A).detach().to(dtype=torch.float64, device="cpu")
+    t = torch.as_tensor(A).detach()
     if t.numel() == 0:
         return 0.0
-    gram = t @ t.T if t.shape[0] <= t.shape[1] else t.T @ t
-    return math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
+    return _rm_spectral_norm(t, "lanczos")
 
 
 def frobenius_norm(A: torch.Tensor) -> float:
@@ -476,7 +481,7 @@ def sketch_sizes(pruned_weights, c: float = 1.0) -> list[SketchSize]:
     less), so each side is capped: k_out = min(ceil(k), out), k_in = min(ceil(k), in).
     A layer whose both sides are capped is stored densely.
     """
-    ws = _weights(pruned_weights, "pruned_weights")
+    ws = _weights(pruned_weights, "pruned_weights", float64=False)  # only counts non-zeros
     c = check_real("c (sketch-size constant)", c, minimum=0.0)
     out = []
     for w in ws:
@@ -826,7 +831,8 @@ def all_bounds(weights, init_weights, input_norm: float, X_norm_fro: float,
                r: int = 256, n_classes: int | None = None,
                k_list: Sequence[int] | None = None,
                nnz_per_layer: Sequence[int] | None = None,
-               keep_fraction=None, authors_loss: float | None = None) -> dict[str, Bound]:
+               keep_fraction=None, authors_loss: float | None = None,
+               spectral_norms: Sequence[float] | None = None) -> dict[str, Bound]:
     """Every bound of this module for one network, keyed by name.
 
     Args:
@@ -846,6 +852,8 @@ def all_bounds(weights, init_weights, input_norm: float, X_norm_fro: float,
         keep_fraction: chi (scalar or per layer); adds ``"authors_sketch"``.
         authors_loss: R^ at the authors' needed margin for ``"authors_sketch"``
             (default: ``empirical_margin_loss``).
+        spectral_norms: ||A^l||_2 of ``weights`` when already known (a sweep computes
+            them once); default: computed here, once, and shared by every norm bound.
 
     Returns:
         name -> :class:`Bound`. Bounds on the 0-1 error: ``dense_count``,
@@ -856,7 +864,7 @@ def all_bounds(weights, init_weights, input_norm: float, X_norm_fro: float,
     """
     ws = _weights(weights)
     shapes = [tuple(w.shape) for w in ws]
-    spec = _nonzero_spectral(ws)           # computed once, shared by every bound below
+    spec = _nonzero_spectral(ws, spectral_norms)   # once, shared by every bound below
     if nnz_per_layer is None:
         nnz_per_layer = [int(torch.count_nonzero(w)) for w in ws]
     out: dict[str, Bound] = {
@@ -898,3 +906,55 @@ def bounds_table(bounds: Mapping[str, Bound]) -> list[dict[str, object]]:
         row.update({f"term:{k}": v for k, v in b.terms.items()})
         rows.append(row)
     return rows
+
+
+def bounds_over_d(probe, model, train_margins, ds: Sequence[float], seed: int, *,
+                  r: int = 256, delta: float = 0.05, test=None) -> list[dict[str, float]]:
+    """The bounds that depend on the pruning parameter, for each d in ``ds``.
+
+    For each d: the weights of ``prune_paper(model, d, seed)`` (the paper's rule; drawn
+    by :func:`prunebounds.pruning.paper_rule_sweep`, which gives the same matrices
+    without copying the model), the authors' needed margin eps(d) from ``probe`` (a
+    :class:`prunebounds.perturbation.PruningProbe` of ``model`` on the training set:
+    one spectral norm of Delta^l per layer, the weight norms are reused), and the
+    paper's bound (:func:`paper_bound`), the authors' evaluation
+    (:func:`authors_sketch_bound` with chi(d)) and the Lemma D.1 count
+    (:func:`sparse_count_bound`, confidence term written out as in
+    :func:`counting_bound`), all at the margin loss R^_eps(d)(f). The norm-based
+    baselines do not depend on d: compute them once with :func:`all_bounds`.
+
+    Args:
+        train_margins: the unpruned network's training margins (m = their number).
+        test: optional split with ``X`` and ``y``; adds the pruned network's test
+            error (one forward pass per d, on a pruned copy of ``model``).
+
+    Returns:
+        One dict per d: ``d``, ``needed``, ``loss``, ``paper``, ``paper_nolog``,
+        ``n_capped``, ``authors``, ``sparse``, ``kept`` and, with ``test``, ``test_err``.
+    """
+    from .margins import logits, margins
+    from .pruning import expected_keep_fraction, paper_rule_sweep, prune_paper
+
+    mg = torch.as_tensor(train_margins).detach().to(torch.float64).flatten()
+    m = int(mg.numel())
+    seed = check_int("seed", seed, minimum=0)
+    out = []
+    for d, Wg in paper_rule_sweep(model, ds, seed):
+        eps = probe.needed_margin(Wg).value
+        pb = paper_bound(mg, eps, Wg, r=r, delta=delta)
+        loss = pb.terms["empirical_margin_loss"]
+        ab = authors_sketch_bound(loss, Wg, float(expected_keep_fraction(d)), m)
+        nnz = [int(torch.count_nonzero(w)) for w in Wg]
+        shapes = [tuple(w.shape) for w in Wg]
+        sc = sparse_count_bound(loss, nnz, shapes, r, m)
+        row = {"d": d, "needed": eps, "loss": loss, "paper": pb.value,
+               "paper_nolog": pb.details["value_without_log_r"],
+               "n_capped": pb.details["n_capped"], "authors": ab.value,
+               "sparse": counting_bound("sparse_count", loss, sc.details["q_nats"], m,
+                                        delta).value,
+               "kept": sum(nnz) / sum(a * b for a, b in shapes)}
+        if test is not None:
+            g = prune_paper(model, d, seed)
+            row["test_err"] = margin_loss(margins(logits(g, test.X), test.y), 0.0)
+        out.append(row)
+    return out

@@ -256,10 +256,8 @@ class ViT(nn.Module):
 SIZES: dict[str, dict[str, Any]] = {
     "resnet-tiny": dict(channels=(4, 8), blocks=1),
     "resnet-small": dict(channels=(16, 32), blocks=1),
-    "resnet-base": dict(channels=(32, 64), blocks=2),
     "vit-tiny": dict(dim=16, depth=1, heads=2, mlp_ratio=2),
     "vit-small": dict(dim=64, depth=2, heads=4, mlp_ratio=2),
-    "vit-base": dict(dim=128, depth=4, heads=4, mlp_ratio=2),
 }
 
 #: Constructors by name: ``MODELS[name](widths)`` returns an initialised network

@@ -360,9 +360,9 @@ class PruningProbe:
 
     Everything that does not depend on the pruning is computed once: the spectral norms
     of the weights A^l and of the bias-augmented matrices (:func:`augmented_weights`),
-    the input bound B = max ||x||_2, and the unpruned network's logits on (X, y).
-    :meth:`evaluate` then costs one spectral norm per layer (of Delta^l) and, if asked,
-    one forward pass of the pruned network over X.
+    the input bound B = max ||x||_2, and (on first use) the unpruned network's logits on
+    (X, y). :meth:`evaluate` then costs one spectral norm per layer (of Delta^l) and, if
+    asked, one forward pass of the pruned network over X.
 
     Args:
         model: the trained (unpruned) network.
@@ -386,7 +386,15 @@ class PruningProbe:
         self.X, self.y = X, y
         self.m = len(X)
         self.input_norm = max_input_norm(X)
-        self.reference_logits = logits(model, X).to(torch.float64)
+        self._model = model
+        self._reference_logits: torch.Tensor | None = None
+
+    @property
+    def reference_logits(self) -> torch.Tensor:
+        """The unpruned network's logits on X (computed on first use, then kept)."""
+        if self._reference_logits is None:
+            self._reference_logits = logits(self._model, self.X).to(torch.float64)
+        return self._reference_logits
 
     def delta_norms(self, pruned: nn.Module) -> list[float]:
         """||A^l - A_hat^l||_2 for each layer of ``pruned``."""
@@ -397,8 +405,22 @@ class PruningProbe:
         return [spectral_norm(a - p.to(torch.float64), self.norm_method)
                 for a, p in zip(self.weights, P)]
 
-    def evaluate(self, pruned: nn.Module, *, true_error: bool = True) -> dict:
+    def needed_margin(self, pruned: nn.Module | Sequence[torch.Tensor]) -> MarginBreakdown:
+        """The authors' needed margin (with Gamma) for ``pruned`` (a model or its weights).
+
+        The part of :meth:`evaluate` that a sweep over d needs: one spectral norm of
+        Delta^l per layer, nothing else.
+        """
+        return needed_margin_from_norms(self.weight_norms, self.delta_norms(pruned),
+                                        self.shapes, self.input_norm, self.m,
+                                        with_gamma=True, gamma_method=self.gamma_method)
+
+    def evaluate(self, pruned: nn.Module | Sequence[torch.Tensor], *,
+                 true_error: bool = True) -> dict:
         """Bounds (and, if ``true_error``, the measured change) for one pruned copy.
+
+        ``pruned`` is a pruned copy of the model, or only its weight matrices when
+        ``true_error`` is False.
 
         Returns a JSON-able dict: ``kept`` (kept fraction per layer), ``mean_sq_delta``
         (mean of Delta_ij^2 per layer), ``delta_norms``, ``authors`` (the
@@ -424,6 +446,9 @@ class PruningProbe:
             "textbook_condition": perturbation_condition_holds(self.augmented_norms, dn),
         }
         if true_error:
+            if not isinstance(pruned, nn.Module):
+                raise ParameterError("true_error=True needs the pruned model, not only its "
+                                     "weight matrices")
             out_logits = logits(pruned, self.X).to(torch.float64)
             out.update(_error_from_logits(self.reference_logits, out_logits, self.y).as_dict())
             out["train_error"] = margin_loss(margins(out_logits, self.y.to(out_logits.device)), 0.0)

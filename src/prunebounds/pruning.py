@@ -56,6 +56,7 @@ __all__ = [
     "GaussianMagnitudePruning",
     "gaussian_magnitude_unstructured",
     "prune_paper",
+    "paper_rule_sweep",
     "prune_magnitude",
     "prune_random",
     "prune_like",
@@ -316,6 +317,43 @@ def prune_paper(model: nn.Module, d: float, seed: int) -> nn.Module:
         GaussianMagnitudePruning.apply(layer, "weight", d=d, generator=generator)
     _make_permanent(layers)
     return pruned
+
+
+def paper_rule_sweep(model: nn.Module, ds: Sequence[float], seed: int):
+    """For each d in ``ds``: d and the weight matrices of ``prune_paper(model, d, seed)``.
+
+    The masks of one seed are nested in d: :func:`prune_paper` draws the same uniforms
+    u_ij for every d and keeps w_ij when u_ij < 1 - exp(-w_ij^2/(d Psi)). A sweep can
+    therefore draw the uniforms once, in the same order from the same generator, and
+    only recompare them at each d; no model is copied. The matrices yielded are equal,
+    entry for entry, to ``weight_matrices(prune_paper(model, d, seed))`` (tested).
+
+    Yields:
+        (d, [A_hat^1, ..., A_hat^L]) with the weights' dtype, out x in.
+    """
+    seed = check_int("seed", seed, minimum=0)
+    layers = _layers(model)
+    weights = [layer.weight.detach() for layer in layers]
+    values = [w.to(torch.float64) for w in weights]
+    # Psi exactly as GaussianMagnitudePruning.compute_mask computes it (same reduction)
+    psis = [float(v[torch.ones_like(v, dtype=torch.bool)].var(unbiased=False)) for v in values]
+    generator = torch.Generator().manual_seed(seed)
+    uniforms = [torch.rand(w.shape, generator=generator, dtype=torch.float64) for w in weights]
+    # keep_probability computes -expm1(-(w * w) / (d psi)); -(w * w) is the same for every d
+    neg_sq = [-(v * v) for v in values]
+    for d in ds:
+        d = check_real("d", d, minimum=0.0)
+        if d == 0.0:
+            yield d, [w.clone() for w in weights]
+            continue
+        out = []
+        for w, u, nsq, psi in zip(weights, uniforms, neg_sq, psis):
+            if psi == 0.0:     # a constant layer: keep_probability keeps everything
+                out.append(w.clone())
+                continue
+            p_keep = torch.expm1(nsq / (d * psi)).neg_()
+            out.append(torch.where(u < p_keep, w, torch.zeros((), dtype=w.dtype)))
+        yield d, out
 
 
 def prune_magnitude(model: nn.Module, fractions_pruned: float | Sequence[float],

@@ -46,6 +46,13 @@ __all__ = [
     "markov_probability",
 ]
 
+#: Krylov-space size of the Lanczos spectral norm (:func:`spectral_norm`).
+LANCZOS_NCV = 8
+#: Largest short side for which :func:`spectral_norm` uses the Gram matrix.
+GRAM_MAX_SIDE = 32
+#: Largest fraction of non-zeros for which :func:`spectral_norm` multiplies in CSR form.
+SPARSE_DENSITY = 0.1
+
 #: The constant of Bandeira & van Handel (2016), Theorem 1.1: C(eps) = 6/sqrt(log(1+eps)).
 BVH_CONSTANT = 6.0
 #: The constant of Bandeira & van Handel (2016), Corollary 3.6 (symmetric entries): 14 alpha.
@@ -68,16 +75,24 @@ def _moment_matrix(name: str, x: Any) -> np.ndarray:
     return a
 
 
-def spectral_norm(X: Any, method: str = "svd") -> float:
+def spectral_norm(X: Any, method: str = "lanczos") -> float:
     """||X||_2, the largest singular value (of a torch tensor or numpy array), in float64.
 
     ``method="svd"`` computes it with ``torch.linalg.matrix_norm(X, ord=2)`` (all
-    singular values, LAPACK). ``method="lanczos"`` computes only the largest one with
+    singular values, LAPACK). ``method="lanczos"`` (the default) computes only the largest one with
     ARPACK's Lanczos bidiagonalisation (``scipy.sparse.linalg.svds``, k = 1, tol = 0, a
     fixed start vector, so the result is reproducible); it agrees with ``"svd"`` to
-    about 1e-12 relative and is several times faster on the 784 x 784 layers of the
-    paper's network. Matrices with a side below 3 and any ARPACK failure fall back to
-    ``"svd"``.
+    about 1e-12 relative (tested, also on a nearly flat spectrum) and is many times
+    faster on the 784 x 784 layers of the paper's network. Two choices make it fast
+    there: a Krylov space of ``LANCZOS_NCV`` vectors (ARPACK's default of 20 costs more
+    per restart than it saves in iterations on these matrices), and a sparse (CSR)
+    copy as the operator when at most ``SPARSE_DENSITY`` of the entries are non-zero,
+    as in a pruning error at small d. A matrix with a side of at most ``GRAM_MAX_SIDE``
+    takes the square root of the top eigenvalue of its small Gram matrix instead
+    (LAPACK, exact to rounding). (scipy's PROPACK solver was faster still, but
+    returned values off by up to 1e-7 relative on flat-topped spectra and 1e-5 on
+    10-column matrices without an error, so it is not used.) Matrices with a side
+    below 3 and any ARPACK failure fall back to ``"svd"``.
     """
     method = check_choice("method", method, ("svd", "lanczos"))
     if not isinstance(X, torch.Tensor):
@@ -89,9 +104,18 @@ def spectral_norm(X: Any, method: str = "svd") -> float:
         from scipy.sparse.linalg import ArpackError, svds
 
         A = X.cpu().numpy()
+        if not A.any():
+            return 0.0
+        if min(A.shape) <= GRAM_MAX_SIDE:   # e.g. the 10 x 784 output layer
+            G = A @ A.T if A.shape[0] <= A.shape[1] else A.T @ A
+            return float(math.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0)))
+        if np.count_nonzero(A) <= SPARSE_DENSITY * A.size:
+            from scipy.sparse import csr_matrix
+            A = csr_matrix(A)
         v0 = np.random.default_rng(0).standard_normal(min(A.shape))
+        ncv = LANCZOS_NCV if min(A.shape) > 2 * LANCZOS_NCV else None
         try:
-            s = svds(A, k=1, tol=0, v0=v0, return_singular_vectors=False,
+            s = svds(A, k=1, tol=0, v0=v0, ncv=ncv, return_singular_vectors=False,
                      solver="arpack")
             return float(s[0])
         except (ArpackError, ValueError):  # no convergence: use the full SVD
