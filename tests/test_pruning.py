@@ -280,3 +280,41 @@ def test_paper_rule_sweep_equals_prune_paper_entry_for_entry():
             assert w.dtype == r.dtype and torch.equal(w, r)
     with pytest.raises(ParameterError):
         list(paper_rule_sweep(net, [-0.5], seed=7))
+
+
+def test_keep_diagonal_changes_the_diagonals_only():
+    """Algorithm 1's variant keeps every w_ii; off the diagonal the masks are the same draws."""
+    model = small_model()
+    plain = prune_paper(model, 8.0, seed=4)
+    diag = prune_paper(model, 8.0, seed=4, keep_diagonal=True)
+    n_diag_pruned = 0
+    for lp, ld, lo in zip(linear_layers(plain), linear_layers(diag), linear_layers(model)):
+        eye = torch.zeros_like(lo.weight, dtype=torch.bool)
+        eye.diagonal().fill_(True)
+        assert torch.equal(ld.weight[eye], lo.weight[eye])        # every w_ii kept
+        assert torch.equal(lp.weight[~eye], ld.weight[~eye])      # same draws elsewhere
+        n_diag_pruned += int((lp.weight[eye] == 0).sum())
+    assert n_diag_pruned > 0  # at d = 8 the plain rule does prune some diagonal entries
+
+
+def test_drop_threshold_is_the_keep_event():
+    """d < threshold(w, u) is the event u < 1 - exp(-w^2/(d Psi)) of rule (R), draw by draw,
+    and its frequency over fresh draws is the keep probability (Monte Carlo)."""
+    from prunebounds.pruning import drop_threshold, keep_probability
+
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(200_000, generator=g, dtype=torch.float64) * 0.3
+    u = torch.rand(200_000, generator=g, dtype=torch.float64)
+    psi = 0.09
+    for d in (0.05, 1.0, 7.0):
+        same = (drop_threshold(w, psi, u) > d) == (u < keep_probability(w, d, psi))
+        assert same.double().mean() > 1 - 1e-5  # equal up to rounding at the boundary
+    w0 = torch.full((400_000,), 0.45, dtype=torch.float64)
+    u0 = torch.rand(400_000, generator=g, dtype=torch.float64)
+    p = keep_probability(0.45, 2.0, psi)
+    freq = float((drop_threshold(w0, psi, u0) > 2.0).double().mean())
+    assert abs(freq - p) < 5 * math.sqrt(p * (1 - p) / 400_000)
+    # a zero weight is dropped at every d > 0 (threshold 0, or NaN when u = 0)
+    z = drop_threshold(torch.zeros(3, dtype=torch.float64), psi,
+                       torch.tensor([0.0, 0.5, 0.9], dtype=torch.float64))
+    assert not bool((z > 1e-12).any())

@@ -248,3 +248,22 @@ def test_pruning_error_norm_bounds():
     assert huge["bvh_symmetric"] < huge["frobenius"]
     with pytest.raises(ParameterError):
         pruning_error_norm_bounds(10, 10, -1.0, 1.0)
+
+
+def test_spectral_norms_in_threads_equal_the_serial_values():
+    """Several norms at once (threads, BLAS limited to one thread each): same numbers."""
+    from prunebounds.random_matrices import spectral_norm, spectral_norms
+
+    g = torch.Generator().manual_seed(5)
+    mats = [torch.randn(300, 200, generator=g, dtype=torch.float64),
+            torch.randn(250, 250, generator=g, dtype=torch.float64)
+            * (torch.rand(250, 250, generator=g) < 0.01),          # sparse path
+            torch.randn(10, 300, generator=g, dtype=torch.float64),   # Gram path
+            torch.zeros(40, 40, dtype=torch.float64)]
+    serial = [spectral_norm(m) for m in mats]
+    assert spectral_norms(mats, workers=2) == serial
+    assert spectral_norms(mats, workers=1) == serial
+    assert spectral_norms(mats, "svd", workers=3) == [spectral_norm(m, "svd") for m in mats]
+    assert serial[0] == pytest.approx(float(torch.linalg.matrix_norm(mats[0], ord=2)), rel=1e-12)
+    with pytest.raises(ParameterError):
+        spectral_norms(mats, workers=0)

@@ -30,7 +30,38 @@ def test_training_is_bit_for_bit_reproducible():
     assert _same(a.snapshots[1], b.snapshots[1])
     # initial weights are kept and differ from the trained ones
     assert not torch.equal(a.initial["0.weight"], a.model.state_dict()["0.weight"])
-    assert a.history["train_acc"][-1] > 0.5  # it learned something
+    assert a.history["final_train_acc"] > 0.5  # it learned something
+
+
+def test_history_accuracies_against_a_hand_loop():
+    """The running accuracy counts each batch before its SGD step; the final accuracy is
+    that of the final weights on the whole training set. Both recomputed by hand."""
+    from prunebounds import data, train
+
+    run = experiments.train_cached(CFG, use_cache=False, progress=False)
+    D = data.load(CFG.dataset, max_train=CFG.max_train)
+    net = experiments.new_model(CFG)
+    net.load_state_dict(run.initial)
+    opt = train.optimiser_config(CFG.optimiser)
+    sgd = torch.optim.SGD(net.parameters(), lr=opt.lr, momentum=opt.momentum,
+                          weight_decay=opt.weight_decay)
+    gen = torch.Generator().manual_seed(CFG.seed)
+    running = []
+    for _ in range(CFG.epochs):
+        order, correct = torch.randperm(len(D.train), generator=gen), 0
+        for start in range(0, len(order), opt.batch_size):
+            idx = order[start:start + opt.batch_size]
+            out = net(D.train.X[idx])
+            correct += int((out.argmax(1) == D.train.y[idx]).sum())
+            loss = torch.nn.functional.cross_entropy(out, D.train.y[idx])
+            sgd.zero_grad()
+            loss.backward()
+            sgd.step()
+        running.append(correct / len(order))
+    assert run.history["train_acc"] == pytest.approx(running, abs=1e-12)
+    with torch.no_grad():
+        final = float((run.model(D.train.X).argmax(1) == D.train.y).double().mean())
+    assert run.history["final_train_acc"] == pytest.approx(final, abs=1e-12)
 
 
 def test_cache_round_trip_is_exact(tmp_path):
@@ -146,6 +177,22 @@ def test_run_config_from_profile_validates():
     assert cfg.widths == (784, 64, 64, 10) and cfg.dataset == "synthetic"
     with pytest.raises(ValueError):
         experiments.RunConfig.from_profile(p, optimiser="adam")
+
+
+def test_main_network_keeps_the_profile_snapshots():
+    q = profiles.resolve("quick")
+    assert experiments.RunConfig.from_profile(q).snapshot_epochs == (1, 2, 3)
+    # epochs at or beyond the last one are not snapshots
+    assert experiments.RunConfig.from_profile(q.replace(epochs=2)).snapshot_epochs == (1,)
+    # another network (a family member) keeps none unless asked
+    other = experiments.RunConfig.from_profile(q, widths=(784, 100, 10), epochs=5)
+    assert other.snapshot_epochs == ()
+    asked = experiments.RunConfig.from_profile(q, epochs=5, snapshot_epochs=(2,))
+    assert asked.snapshot_epochs == (2,)
+    assert profiles.resolve("quick", snapshots=[3, 1, 3]).snapshots == (1, 3)
+    for bad in ([0], "12", [1.5]):
+        with pytest.raises(profiles.ParameterError, match="snapshots"):
+            profiles.resolve("quick", snapshots=bad)
 
 
 def test_cache_keys_follow_the_source(tmp_path, monkeypatch):

@@ -141,9 +141,18 @@ class RunConfig:
 
     @classmethod
     def from_profile(cls, p: Profile, **changes: Any) -> "RunConfig":
-        """The main network of profile ``p``, with optional field changes."""
+        """The main network of profile ``p``, with optional field changes.
+
+        The main network keeps its weights after the profile's ``snapshots`` epochs (those
+        before its last epoch). A call that changes the network, its data, seed or epochs
+        describes another network and keeps no snapshots unless it asks for them.
+        """
         base = dict(dataset=p.dataset, widths=resolve_widths(p.arch), optimiser=p.optimiser,
                     epochs=p.epochs, seed=p.seed, max_train=p.max_train)
+        if "snapshot_epochs" not in changes:
+            other = any(k in changes and changes[k] != base[k] for k in base)
+            base["snapshot_epochs"] = () if other else tuple(
+                e for e in p.snapshots if e < p.epochs)
         base.update(changes)
         return cls(**base)
 

@@ -38,6 +38,7 @@ from .margins import margin_loss, margins
 from .models import check_chain, linear_layers, weight_matrices
 from .profiles import check_choice, check_int, check_real
 from .random_matrices import spectral_norm
+from .random_matrices import spectral_norms as _norms
 
 __all__ = [
     "spectral_norms",
@@ -96,7 +97,7 @@ def _weights(x: nn.Module | Sequence[torch.Tensor], name: str) -> list[torch.Ten
 
 def spectral_norms(weights: nn.Module | Sequence[torch.Tensor]) -> list[float]:
     """||A^l||_2 for each weight matrix (of a model, or of a list of out x in tensors)."""
-    return [spectral_norm(w) for w in _weights(weights, "weights")]
+    return _norms(_weights(weights, "weights"))
 
 
 # --------------------------------------------------------------------------- the perturbation lemma
@@ -262,8 +263,8 @@ def needed_margin(weights: nn.Module | Sequence[torch.Tensor],
         raise ParameterError("weights and pruned_weights must have the same number of layers "
                              "and the same shapes: "
                              f"{[tuple(a.shape) for a in A]} vs {[tuple(b.shape) for b in A_hat]}")
-    a_norms = [spectral_norm(a) for a in A]
-    d_norms = [spectral_norm(a.to(torch.float64) - h.to(torch.float64)) for a, h in zip(A, A_hat)]
+    a_norms = _norms(A)
+    d_norms = _norms([a.to(torch.float64) - h.to(torch.float64) for a, h in zip(A, A_hat)])
     return needed_margin_from_norms(a_norms, d_norms, [tuple(a.shape) for a in A], input_norm,
                                     m, with_gamma=with_gamma, gamma_method=gamma_method)
 
@@ -380,9 +381,8 @@ class PruningProbe:
         self.gamma_method = check_choice("gamma_method", gamma_method, ("bisect", "closed"))
         self.weights = [w.to(torch.float64) for w in _weights(model, "model")]
         self.shapes = [tuple(w.shape) for w in self.weights]
-        self.weight_norms = [spectral_norm(w, self.norm_method) for w in self.weights]
-        self.augmented_norms = [spectral_norm(a, self.norm_method)
-                                for a in augmented_weights(model)]
+        self.weight_norms = _norms(self.weights, self.norm_method)
+        self.augmented_norms = _norms(augmented_weights(model), self.norm_method)
         self.X, self.y = X, y
         self.m = len(X)
         self.input_norm = max_input_norm(X)
@@ -402,8 +402,8 @@ class PruningProbe:
         if [tuple(p.shape) for p in P] != self.shapes:
             raise ParameterError(f"pruned network has shapes {[tuple(p.shape) for p in P]}, "
                                  f"expected {self.shapes}")
-        return [spectral_norm(a - p.to(torch.float64), self.norm_method)
-                for a, p in zip(self.weights, P)]
+        return _norms([a - p.to(torch.float64) for a, p in zip(self.weights, P)],
+                      self.norm_method)
 
     def needed_margin(self, pruned: nn.Module | Sequence[torch.Tensor]) -> MarginBreakdown:
         """The authors' needed margin (with Gamma) for ``pruned`` (a model or its weights).

@@ -39,6 +39,9 @@ class Profile:
         margin_q: the percentile of the training margins used as the robust margin
             gamma beside the minimum (which is negative as soon as one training sample
             is misclassified).
+        snapshots: epochs after which the main network's weights are kept besides the
+            initial and final ones (the chapter on Gaussian weights follows them along
+            training); epochs at or beyond ``epochs`` are ignored.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Profile:
     n_d: int
     mc_trials: int
     margin_q: float = 5.0
+    snapshots: tuple[int, ...] = ()
 
     def replace(self, **changes: Any) -> "Profile":
         """A copy with some fields changed (validated by :func:`resolve`)."""
@@ -60,15 +64,16 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", dataset="synthetic", arch="smoke", optimiser="paper-mnist",
-        epochs=2, max_train=None, seed=0, n_d=5, mc_trials=20,
+        epochs=2, max_train=None, seed=0, n_d=5, mc_trials=20, snapshots=(1,),
     ),
     "quick": Profile(
         name="quick", dataset="mnist", arch="paper-mnist", optimiser="paper-mnist",
-        epochs=10, max_train=None, seed=0, n_d=21, mc_trials=200,
+        epochs=10, max_train=None, seed=0, n_d=21, mc_trials=200, snapshots=(1, 2, 3),
     ),
     "full": Profile(
         name="full", dataset="mnist", arch="paper-mnist", optimiser="paper-mnist",
         epochs=100, max_train=None, seed=0, n_d=101, mc_trials=2000,
+        snapshots=(1, 2, 5, 10, 20, 50),
     ),
 }
 
@@ -150,4 +155,13 @@ def resolve(profile: str | None = None, **overrides: Any) -> Profile:
         n_d=check_int("n_d", p.n_d, minimum=2),
         mc_trials=check_int("mc_trials", p.mc_trials, minimum=1),
         margin_q=check_real("margin_q", p.margin_q, minimum=0.0, maximum=100.0),
+        snapshots=check_epochs("snapshots", p.snapshots),
     )
+
+
+def check_epochs(name: str, value: Any) -> tuple[int, ...]:
+    """``value`` (an integer or a list of them, each >= 1) as a sorted tuple without repeats."""
+    items = [value] if isinstance(value, numbers.Integral) else value
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise ParameterError(f"{name} must be a list of epochs (integers >= 1), got {value!r}")
+    return tuple(sorted({check_int(f"{name} epoch", e, minimum=1) for e in items}))

@@ -48,6 +48,7 @@ from .profiles import check_choice, check_int, check_real
 __all__ = [
     "expected_keep_fraction",
     "keep_probability",
+    "drop_threshold",
     "error_second_moment",
     "error_fourth_moment",
     "error_abs_moment",
@@ -211,6 +212,24 @@ def error_lp_norm(d: float, psi: float, p: float) -> float:
     return float(math.exp(log_m / p))
 
 
+def drop_threshold(w: torch.Tensor, psi: float, u: torch.Tensor) -> torch.Tensor:
+    """The pruning parameter from which the rule (R) drops each weight, given its uniform.
+
+    The rule keeps w when u < 1 - exp(-w^2/(d Psi)) for a uniform u on [0, 1). For
+    d > 0 this is the same event as d < w^2 / (Psi E) with E = -log(1 - u), an
+    Exp(1) variable: every weight carries a random threshold, and the mask at d keeps
+    the weights whose threshold exceeds d. So, with the uniforms fixed, masks are
+    nested in d, and P(threshold > d) = P(E < w^2/(d Psi)) = 1 - exp(-w^2/(d Psi)),
+    the keep probability (:func:`keep_probability`, tested by Monte Carlo). A zero
+    weight gets threshold 0 (or NaN when u = 0), so no d > 0 keeps it.
+
+    Args:
+        w: weights (float64 tensor); psi: the layer's variance Psi > 0; u: uniforms
+            of the same shape.
+    """
+    return (w * w) / (psi * -torch.log1p(-u))
+
+
 def weight_variance(W: torch.Tensor) -> float:
     """Psi = population variance (``unbiased=False``, like the authors' ``np.var``)."""
     return float(W.detach().to(torch.float64).var(unbiased=False))
@@ -222,6 +241,9 @@ class GaussianMagnitudePruning(prune.BasePruningMethod):
 
     Each currently unmasked entry w is kept with probability 1 - exp(-w^2/(d Psi)),
     independently, with uniforms drawn from ``generator`` (so a seed fixes the mask).
+    The draw is made through :func:`drop_threshold`: w is kept when d is below its
+    random threshold, which is the same event and makes the masks of one seed nested
+    in d.
 
     Choice of Psi: the population variance (``unbiased=False``) of the **currently
     unmasked** entries of the tensor. On a fresh tensor this is the variance of all
@@ -233,13 +255,19 @@ class GaussianMagnitudePruning(prune.BasePruningMethod):
     Args:
         d: pruning parameter >= 0 (0 keeps everything).
         generator: source of the Bernoulli draws; ``None`` uses torch's global RNG.
+        keep_diagonal: keep the entries w_ii whatever their size, as the paper's
+            Algorithm 1 reportedly does (the authors' code prunes them like the rest).
+            The uniforms are drawn for every entry either way, so with the same
+            generator state the two masks differ on the diagonal only.
     """
 
     PRUNING_TYPE = "unstructured"
 
-    def __init__(self, d: float, generator: torch.Generator | None = None) -> None:
+    def __init__(self, d: float, generator: torch.Generator | None = None,
+                 keep_diagonal: bool = False) -> None:
         self.d = check_real("d", d, minimum=0.0)
         self.generator = generator
+        self.keep_diagonal = bool(keep_diagonal)
 
     def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
         mask = default_mask.clone(memory_format=torch.contiguous_format)
@@ -248,17 +276,21 @@ class GaussianMagnitudePruning(prune.BasePruningMethod):
             return mask
         values = t.detach().to(torch.float64)
         psi = float(values[alive].var(unbiased=False))
-        p_keep = keep_probability(values, self.d, psi)
-        device = self.generator.device if self.generator is not None else p_keep.device
+        device = self.generator.device if self.generator is not None else values.device
         u = torch.rand(t.shape, generator=self.generator, dtype=torch.float64, device=device)
-        keep = u.to(p_keep.device) < p_keep
+        if psi == 0.0:     # a constant tensor: keep_probability keeps everything
+            return mask
+        keep = drop_threshold(values, psi, u.to(values.device)) > self.d
+        if self.keep_diagonal and t.dim() == 2:
+            keep.diagonal().fill_(True)
         return mask * keep.to(device=mask.device, dtype=mask.dtype)
 
     @classmethod
     def apply(cls, module: nn.Module, name: str, d: float,  # type: ignore[override]
-              generator: torch.Generator | None = None):
+              generator: torch.Generator | None = None, keep_diagonal: bool = False):
         """Prune ``module.<name>`` in place (reparametrized as ``name_orig * name_mask``)."""
-        return super().apply(module, name, d=d, generator=generator)
+        return super().apply(module, name, d=d, generator=generator,
+                             keep_diagonal=keep_diagonal)
 
 
 def gaussian_magnitude_unstructured(module: nn.Module, name: str, d: float,
@@ -300,13 +332,15 @@ def _make_permanent(layers: Sequence[nn.Linear]) -> None:
         prune.remove(layer, "weight")
 
 
-def prune_paper(model: nn.Module, d: float, seed: int) -> nn.Module:
+def prune_paper(model: nn.Module, d: float, seed: int, *,
+                keep_diagonal: bool = False) -> nn.Module:
     """A copy of ``model`` pruned by the paper's rule (R) with parameter d.
 
     Every linear layer's weight is pruned by :class:`GaussianMagnitudePruning` with its
     own Psi (the layer's weight variance); biases are never pruned. One generator seeded
     with ``seed`` draws the masks of all layers in forward order, so the result is
-    reproducible. d = 0 returns an unpruned copy.
+    reproducible. d = 0 returns an unpruned copy. ``keep_diagonal`` keeps every w_ii
+    (Algorithm 1 as reported; same draws, so the masks differ on the diagonals only).
     """
     d = check_real("d", d, minimum=0.0)
     seed = check_int("seed", seed, minimum=0)
@@ -314,7 +348,8 @@ def prune_paper(model: nn.Module, d: float, seed: int) -> nn.Module:
     layers = _layers(pruned)
     generator = torch.Generator().manual_seed(seed)
     for layer in layers:
-        GaussianMagnitudePruning.apply(layer, "weight", d=d, generator=generator)
+        GaussianMagnitudePruning.apply(layer, "weight", d=d, generator=generator,
+                                       keep_diagonal=keep_diagonal)
     _make_permanent(layers)
     return pruned
 
@@ -339,21 +374,17 @@ def paper_rule_sweep(model: nn.Module, ds: Sequence[float], seed: int):
     psis = [float(v[torch.ones_like(v, dtype=torch.bool)].var(unbiased=False)) for v in values]
     generator = torch.Generator().manual_seed(seed)
     uniforms = [torch.rand(w.shape, generator=generator, dtype=torch.float64) for w in weights]
-    # keep_probability computes -expm1(-(w * w) / (d psi)); -(w * w) is the same for every d
-    neg_sq = [-(v * v) for v in values]
+    # the mask at d keeps the weights whose drop threshold exceeds d (drop_threshold)
+    thresholds = [drop_threshold(v, psi, u) if psi > 0.0 else None
+                  for v, psi, u in zip(values, psis, uniforms)]
+    zero = torch.zeros((), dtype=weights[0].dtype)
     for d in ds:
         d = check_real("d", d, minimum=0.0)
         if d == 0.0:
             yield d, [w.clone() for w in weights]
             continue
-        out = []
-        for w, u, nsq, psi in zip(weights, uniforms, neg_sq, psis):
-            if psi == 0.0:     # a constant layer: keep_probability keeps everything
-                out.append(w.clone())
-                continue
-            p_keep = torch.expm1(nsq / (d * psi)).neg_()
-            out.append(torch.where(u < p_keep, w, torch.zeros((), dtype=w.dtype)))
-        yield d, out
+        yield d, [w.clone() if thr is None else torch.where(thr > d, w, zero)
+                  for w, thr in zip(weights, thresholds)]
 
 
 def prune_magnitude(model: nn.Module, fractions_pruned: float | Sequence[float],

@@ -19,8 +19,9 @@ matrix's shape) and return Python floats; ``*_iid`` variants take one value per 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from .profiles import check_choice, check_int, check_real
 
 __all__ = [
     "spectral_norm",
+    "spectral_norms",
     "asymptotic_norm_iid",
     "pruning_error_norm_bounds",
     "latala_bound",
@@ -50,8 +52,10 @@ __all__ = [
 LANCZOS_NCV = 8
 #: Largest short side for which :func:`spectral_norm` uses the Gram matrix.
 GRAM_MAX_SIDE = 32
-#: Largest fraction of non-zeros for which :func:`spectral_norm` multiplies in CSR form.
-SPARSE_DENSITY = 0.1
+#: Largest fraction of non-zeros for which :func:`spectral_norm` multiplies in CSR form
+#: (measured on 784 x 784 matrices: above about 2% the dense product, at about 0.1 ms,
+#: is faster than building the CSR copy and multiplying with it).
+SPARSE_DENSITY = 0.02
 
 #: The constant of Bandeira & van Handel (2016), Theorem 1.1: C(eps) = 6/sqrt(log(1+eps)).
 BVH_CONSTANT = 6.0
@@ -121,6 +125,44 @@ def spectral_norm(X: Any, method: str = "lanczos") -> float:
         except (ArpackError, ValueError):  # no convergence: use the full SVD
             pass
     return float(torch.linalg.matrix_norm(X, ord=2))
+
+
+def spectral_norms(matrices: Sequence[Any], method: str = "lanczos",
+                   workers: int | None = None) -> list[float]:
+    """:func:`spectral_norm` of each matrix, several at a time; the same values, in order.
+
+    Each norm is an independent, deterministic computation, so running them in
+    ``workers`` threads (default: as many as torch uses, at most one per matrix) changes
+    only the time: the Lanczos iterations spend most of it in matrix-vector products,
+    which release the GIL. While the threads run, the BLAS library is limited to one
+    thread each (``threadpoolctl``), so the threads do not compete with its own. (With
+    SciPy >= 1.15 ARPACK keeps its state per call; older versions serialize it with a
+    lock, which is still correct.)
+    """
+    mats = list(matrices)
+    check_choice("method", method, ("svd", "lanczos"))
+    n = min(len(mats), torch.get_num_threads() if workers is None
+            else check_int("workers", workers, minimum=1))
+    if n <= 1:
+        return [spectral_norm(x, method) for x in mats]
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return list(_thread_pool(n).map(lambda x: spectral_norm(x, method), mats))
+
+
+@functools.lru_cache(maxsize=None)
+def _thread_pool(n: int):
+    """One pool of ``n`` threads per size, kept for the life of the process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(n, thread_name_prefix="spectral-norm")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (found once, a few ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def asymptotic_norm_iid(n_rows: int, n_cols: int, m2: float) -> float:
