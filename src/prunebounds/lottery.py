@@ -616,11 +616,12 @@ def step_analysis(net: nn.Module, pruned: nn.Module, data: DataBundle, margin_q:
     for g with r = 2^bits.
     """
     X, y = data.train.X, data.train.y
-    m_tr = margins(logits(net, X), y)
+    out_f = logits(net, X)
+    m_tr = margins(out_f, y)
     W, Wp = _weights_of(net), _weights_of(pruned)
     B = data.max_input_norm()
     nm = needed_margin(W, Wp, B, len(y), with_gamma=True, gamma_method="closed")
-    true = pruning_error(net, pruned, X, y)
+    true = pruning_error(None, pruned, X, y, reference_logits=out_f)
     paper = bd.paper_bound(m_tr, nm.value, Wp, r=2 ** check_int("bits", bits, minimum=2),
                            delta=delta)
     return {"gamma": margin_percentile(m_tr, margin_q), "min_margin": float(m_tr.min()),
