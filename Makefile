@@ -25,13 +25,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.prunebounds-installed
 
 CHAPTERS := $(sort $(basename $(notdir $(wildcard notebooks/*.md))))
+# `make book` executes JOBS chapters at a time, each kernel with an equal share of the
+# cores (after the main network is trained once with all of them); the longest
+# chapters are started first. JOBS=1 runs them one by one with every core.
+JOBS ?= 2
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+THREADS := $(shell n=$$(( $(NPROC) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
+LONGEST_FIRST := lottery_tickets beyond_mlps pruning_error sketching reviewers gaussian_weights
+CHAPTERS := $(filter $(CHAPTERS),$(LONGEST_FIRST)) $(filter-out $(LONGEST_FIRST),$(CHAPTERS))
 SRC := $(shell find src -name '*.py' -not -path '*/__pycache__/*')
 EXEC_DIR := _build/executed/$(PROFILE)
 EXECUTED := $(CHAPTERS:%=$(EXEC_DIR)/%.ipynb)
 STAGE := _build/stage
 BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 
-.PHONY: help install data execute book test check-site linkcheck bench sync clean clean-cache FORCE
+.PHONY: help install data main-network execute book test check-site linkcheck bench sync clean clean-cache FORCE
 
 help:
 	@sed -n '1,15p' Makefile
@@ -66,17 +74,25 @@ $(DIGEST_DIR)/%.sha256: FORCE
 	@cat notebooks/$*.md notebooks/$*.ipynb $(SRC) pyproject.toml | sha256sum > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(EXEC_DIR)/%.ipynb: $(DIGEST_DIR)/%.sha256 | $(STAMP) data
-	$(PY) tools/execute_chapters.py --profile $(PROFILE) --out-dir $(EXEC_DIR) notebooks/$*.ipynb
+$(EXEC_DIR)/%.ipynb: $(DIGEST_DIR)/%.sha256 | $(STAMP) data main-network
+	$(PY) tools/execute_chapters.py --profile $(PROFILE) --out-dir $(EXEC_DIR) notebooks/$*.ipynb --threads $(THREADS)
 
 FORCE:
 .PRECIOUS: $(DIGEST_DIR)/%.sha256
 
 execute: $(EXECUTED)
 
+# The network every chapter starts from, trained (or found in the cache) once, with all
+# cores, before chapters run side by side. The smoke network takes seconds: skipped.
+main-network: | $(STAMP) data
+ifneq ($(PROFILE),smoke)
+	$(PY) -m prunebounds.experiments main-network --profile $(PROFILE)
+endif
+
 # Render the executed notebooks (execution off) from a staging copy of the book, so
 # that tracked files are never modified. Warnings fail the build.
-book: $(EXECUTED) $(BOOK_PAGES) _config.yml _toc.yml
+book: $(BOOK_PAGES) _config.yml _toc.yml | $(STAMP)
+	$(MAKE) --no-print-directory -j$(JOBS) execute PROFILE=$(PROFILE)
 	rm -rf $(STAGE) && mkdir -p $(STAGE)/notebooks
 	cp -p _config.yml _toc.yml $(STAGE)/
 	cp -rp book $(STAGE)/book

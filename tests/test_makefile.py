@@ -78,3 +78,30 @@ def test_make_reexecutes_on_content_changes_only(project):
     (project / "src" / "pkg" / "mod.py").write_text("X = 2\n")
     assert run_make(project) == ["alpha", "beta"]        # the package feeds every chapter
     assert run_make(project) == []
+
+
+def test_book_trains_the_main_network_once_then_runs_chapters_side_by_side(project):
+    """`make book` calls `execute` with -j$(JOBS); every chapter waits for the main
+    network (quick and full profiles) and gets cores/JOBS threads; the longest first."""
+    (project / "notebooks" / "lottery_tickets.md").write_text("# long\n")
+    (project / "notebooks" / "lottery_tickets.ipynb").write_text("{}\n")
+    for name in ("_config.yml", "_toc.yml"):
+        (project / name).write_text("\n")
+    env = {**os.environ, "VIRTUAL_ENV": str(project / "venv")}
+
+    def dry(*args):
+        res = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=project,
+                             env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout.splitlines()
+
+    assert any("-j3 execute" in line for line in dry("book", "PROFILE=quick", "JOBS=3"))
+    lines = dry("execute", "PROFILE=quick", "JOBS=2", "NPROC=4")
+    runs = [line for line in lines if "execute_chapters.py" in line]
+    main = [i for i, line in enumerate(lines) if "prunebounds.experiments main-network" in line]
+    assert len(main) == 1 and main[0] < lines.index(runs[0])
+    assert all(line.endswith("--threads 2") for line in runs)
+    assert "lottery_tickets" in runs[0]                       # the longest chapter first
+    smoke = dry("execute", "PROFILE=smoke", "JOBS=1", "NPROC=1")
+    assert not any("main-network" in line for line in smoke)  # seconds: not worth a step
+    assert all(line.endswith("--threads 1") for line in smoke if "execute_chapters" in line)

@@ -52,7 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="extra papermill parameter")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of each chapter's kernel (0: torch's default); "
+                             "`make book` runs chapters side by side with one share each")
     args = parser.parse_args(argv)
+    if args.threads < 0:
+        print("error: --threads must be >= 0", file=sys.stderr)
+        return 2
+    if args.threads:  # read by torch, MKL and OpenBLAS when the kernel starts
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     try:
         check_choice("profile", args.profile, PROFILES)
     except ParameterError as exc:

@@ -318,3 +318,40 @@ def cached_json(kind: str, config: dict, compute: Callable[[], dict], *,
 def clear(root: Path | None = None) -> None:
     """Remove the whole cache folder."""
     shutil.rmtree(root or cache_root(), ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m prunebounds.experiments main-network [--profile P]``: train (or find in
+    the cache) the main network of a profile, the one every chapter starts from.
+
+    ``make book`` runs this once before it executes the chapters several at a time, so
+    that they do not each train the same network.
+    """
+    import argparse
+    import sys
+
+    from .errors import ParameterError
+    from .profiles import PROFILES, from_environment, resolve
+
+    parser = argparse.ArgumentParser(prog="python -m prunebounds.experiments",
+                                     description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["main-network"])
+    parser.add_argument("--profile", default=None,
+                        help=f"one of {', '.join(PROFILES)} (default: $PRUNEBOUNDS_PROFILE "
+                             f"or {from_environment()})")
+    args = parser.parse_args(argv)
+    try:
+        p = resolve(args.profile)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    run = train_cached(RunConfig.from_profile(p))
+    what = "found in the cache" if run.from_cache else "trained"
+    print(f"main network of profile {p.name}: {what} ({time.perf_counter() - start:.0f} s), "
+          f"key {run.config.key}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
