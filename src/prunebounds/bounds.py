@@ -41,6 +41,7 @@ from .models import check_chain, weight_matrices
 from .profiles import check_int, check_real
 from .random_matrices import spectral_norm as _rm_spectral_norm
 from .sketching import theory_sketch_size
+from .sparsity import nonzeros_per_col, nonzeros_per_row
 
 __all__ = [
     "Bound",
@@ -485,8 +486,7 @@ def sketch_sizes(pruned_weights, c: float = 1.0) -> list[SketchSize]:
     out = []
     for w in ws:
         n_out, n_in = (int(v) for v in w.shape)
-        nz = w != 0  # the realized j: most non-zeros in a row or a column
-        j = int(max(nz.sum(dim=1).max(), nz.sum(dim=0).max()))
+        j = int(max(nonzeros_per_row(w).max(), nonzeros_per_col(w).max()))
         p = max(n_out, n_in)
         k = theory_sketch_size(j, p, c)
         k_int = math.ceil(k - 1e-9)

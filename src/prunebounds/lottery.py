@@ -290,7 +290,7 @@ def _train_masked(model: nn.Module, data: DataBundle, opt: OptimiserConfig, epoc
     X, y = data.train.X, data.train.y
     hist: dict[str, list[float]] = {"train_loss": [], "val_acc": [], "test_acc": []}
     for _ in range(epochs):
-        hist["train_loss"].append(train_epoch(model, X, y, sgd, opt, gen))
+        hist["train_loss"].append(train_epoch(model, X, y, sgd, opt, gen)[0])
         hist["val_acc"].append(accuracy(model, data.val.X, data.val.y))
         hist["test_acc"].append(accuracy(model, data.test.X, data.test.y))
     hist["train_acc"] = accuracy(model, X, y)

@@ -59,14 +59,22 @@ def _as_matrix(W: Any) -> np.ndarray:
     return W
 
 
+def _count_nonzero(W: Any, axis: int) -> np.ndarray:
+    """Non-zeros of the 2-D matrix ``W`` along ``axis``; a torch tensor is counted in
+    torch (where it lives, without a NumPy copy), anything else by NumPy."""
+    if hasattr(W, "detach") and W.ndim == 2:
+        return (W.detach() != 0).sum(dim=axis).cpu().numpy().astype(np.int64)
+    return np.count_nonzero(_as_matrix(W), axis=axis).astype(np.int64)
+
+
 def nonzeros_per_row(W: Any) -> np.ndarray:
     """Number of non-zero entries in each row of ``W`` (the paper's ``j_r``, per row)."""
-    return np.count_nonzero(_as_matrix(W), axis=1).astype(np.int64)
+    return _count_nonzero(W, 1)
 
 
 def nonzeros_per_col(W: Any) -> np.ndarray:
     """Number of non-zero entries in each column of ``W`` (the paper's ``j_c``)."""
-    return np.count_nonzero(_as_matrix(W), axis=0).astype(np.int64)
+    return _count_nonzero(W, 0)
 
 
 def dead_rows(W: Any) -> int:

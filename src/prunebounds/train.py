@@ -62,11 +62,10 @@ def make_sgd(model: nn.Module, opt: OptimiserConfig) -> torch.optim.SGD:
 
 
 def train_epoch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, sgd: torch.optim.Optimizer,
-                opt: OptimiserConfig, gen: torch.Generator, *,
-                with_accuracy: bool = False) -> float | tuple[float, float]:
-    """One pass over (X, y) in shuffled mini-batches drawn by index; the mean loss.
+                opt: OptimiserConfig, gen: torch.Generator) -> tuple[float, float]:
+    """One pass over (X, y) in shuffled mini-batches drawn by index.
 
-    With ``with_accuracy``, also the *running* training accuracy: the fraction of the
+    Returns the mean loss and the *running* training accuracy: the fraction of the
     epoch's samples that the network classified correctly in the forward pass of their
     own batch (weights change during the epoch, so it is not the accuracy of the final
     weights; it costs no extra forward pass).
@@ -83,11 +82,8 @@ def train_epoch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, sgd: torch.o
         sgd.step()
         total += float(loss.detach()) * len(idx)
         count += len(idx)
-        if with_accuracy:
-            correct += (out.detach().argmax(1) == y[idx]).sum()
-    if with_accuracy:
-        return total / count, float(correct) / count
-    return total / count
+        correct += (out.detach().argmax(1) == y[idx]).sum()
+    return total / count, float(correct) / count
 
 
 def train(
@@ -119,7 +115,7 @@ def train(
     bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress,
                file=sys.stderr, leave=False)
     for epoch in bar:
-        mean_loss, running_acc = train_epoch(model, X, y, sgd, opt, gen, with_accuracy=True)
+        mean_loss, running_acc = train_epoch(model, X, y, sgd, opt, gen)
         history["epoch"].append(epoch)
         history["train_loss"].append(mean_loss)
         history["train_acc"].append(running_acc)
