@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from .errors import DataUnavailableError, ParameterError
-from .profiles import check_choice, check_int, check_real
+from .norms import max_input_norm
+from .validate import check_choice, check_int, check_real
 
 DATASETS = ("mnist", "cifar10", "synthetic")
 INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "synthetic": (1, 28, 28)}
@@ -194,7 +195,7 @@ class DataBundle:
 
     def max_input_norm(self) -> float:
         """B = max ||x||_2 over the training inputs (the paper's input bound)."""
-        return float(self.train.X.norm(dim=1).max())
+        return max_input_norm(self.train.X)
 
 
 def _normalise(pixels_uint8: torch.Tensor) -> torch.Tensor:

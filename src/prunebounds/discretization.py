@@ -23,8 +23,8 @@ from torch import nn
 from .errors import ParameterError
 from .models import linear_layers
 from .perturbation import perturbation_bound
-from .profiles import check_int, check_real
-from .random_matrices import spectral_norm
+from .validate import check_int, check_real
+from .norms import spectral_norm
 
 __all__ = [
     "round_to_grid",

@@ -40,14 +40,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import integrate, linalg, stats
+from scipy import integrate, stats
 
 from .errors import ParameterError
-from .profiles import check_choice, check_int, check_real
+from .norms import spectral_norm
+from .validate import check_choice, check_int, check_real
 from .pruning import (
     error_fourth_moment,
     error_second_moment,
@@ -76,6 +78,7 @@ __all__ = [
     "rule_expectations_fit",
     "rule_expectations_empirical",
     "rule_measured",
+    "squared_norms",
     "norm_spread",
     "correlation_rms",
     "marchenko_pastur_edges",
@@ -83,8 +86,7 @@ __all__ = [
     "normalized_spectrum",
     "mp_summary",
     "conditional_error_mean",
-    "pruning_error",
-    "top_singular_value",
+    "error_matrix",
     "iid_norm_prediction",
     "shuffled",
     "compare_predictions",
@@ -209,7 +211,25 @@ def wasserstein_to_normal(w: Any) -> float:
     return float(np.mean(np.abs(z - stats.norm.ppf((np.arange(n) + 0.5) / n))))
 
 
-def normality_tests(w: Any) -> dict[str, float]:
+@dataclass(frozen=True)
+class NormalityTests:
+    """Goodness-of-fit tests of normality (see :func:`normality_tests`).
+
+    The short form (``describe_entries(..., full=False)``) has only ``n``, ``ks_D`` and
+    ``ks_p``; the other fields are then ``None``.
+    """
+
+    n: int
+    ks_D: float
+    ks_p: float
+    ad_A2: float | None = None
+    ad_p: float | None = None
+    dagostino_p: float | None = None
+    jarque_bera_p: float | None = None
+    w1: float | None = None
+
+
+def normality_tests(w: Any) -> NormalityTests:
     """Goodness-of-fit tests of normality (``scipy.stats``) with their effect sizes.
 
     * Kolmogorov-Smirnov of the standardized sample against N(0, 1): statistic
@@ -228,19 +248,30 @@ def normality_tests(w: Any) -> dict[str, float]:
     z = _standardized(a)
     ks = stats.kstest(z, "norm")
     ad = stats.anderson(a, dist="norm", method="interpolate")
-    return {
-        "n": int(a.size),
-        "ks_D": float(ks.statistic),
-        "ks_p": float(ks.pvalue),
-        "ad_A2": float(ad.statistic),
-        "ad_p": float(ad.pvalue),
-        "dagostino_p": float(stats.normaltest(a).pvalue),
-        "jarque_bera_p": float(stats.jarque_bera(a).pvalue),
-        "w1": wasserstein_to_normal(a),
-    }
+    return NormalityTests(
+        n=int(a.size),
+        ks_D=float(ks.statistic),
+        ks_p=float(ks.pvalue),
+        ad_A2=float(ad.statistic),
+        ad_p=float(ad.pvalue),
+        dagostino_p=float(stats.normaltest(a).pvalue),
+        jarque_bera_p=float(stats.jarque_bera(a).pvalue),
+        w1=wasserstein_to_normal(a),
+    )
 
 
-def pvalues_by_sample_size(w: Any, sizes, seed: int = 0) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class PValueCurve:
+    """KS distance and p-values of the normality tests, per subsample size ``n``."""
+
+    n: tuple[int, ...]
+    ks_D: tuple[float, ...]
+    ks_p: tuple[float, ...]
+    ad_p: tuple[float, ...]
+    dagostino_p: tuple[float, ...]
+
+
+def pvalues_by_sample_size(w: Any, sizes, seed: int = 0) -> PValueCurve:
     """KS D and p-values of the tests on random subsamples of ``w`` of each size.
 
     Shows that the p-value of a fixed non-normal law falls to zero as n grows while the
@@ -264,7 +295,7 @@ def pvalues_by_sample_size(w: Any, sizes, seed: int = 0) -> dict[str, list[float
         out["ks_p"].append(float(ks.pvalue))
         out["ad_p"].append(float(stats.anderson(s, dist="norm", method="interpolate").pvalue))
         out["dagostino_p"].append(float(stats.normaltest(s).pvalue))
-    return out
+    return PValueCurve(**{k: tuple(v) for k, v in out.items()})
 
 
 # --------------------------------------------------------------------------- fits
@@ -319,9 +350,24 @@ def frozen(family: str, params: dict):
     return stats.gennorm(params["beta"], loc=params["loc"], scale=params["scale"])
 
 
+@dataclass(frozen=True)
+class EntryDescription:
+    """The shape diagnostics of one weight matrix (see :func:`describe_entries`)."""
+
+    n: int
+    mean: float
+    psi: float
+    skewness: float
+    excess_kurtosis: float
+    qq_r: float
+    tail_ratio: dict[str, float]         # keyed by k: "2", "3", "4"
+    tests: NormalityTests
+    fits: dict[str, dict[str, float]]    # family -> parameters and "loglik"
+
+
 def describe_entries(w: Any, n_fit: int | None = None, seed: int = 0,
-                     full: bool = True) -> dict:
-    """All shape diagnostics of one weight matrix in one JSON-able dict.
+                     full: bool = True) -> EntryDescription:
+    """All shape diagnostics of one weight matrix.
 
     Mean, Psi (population variance, as the rule uses), skewness, excess kurtosis,
     Q-Q correlation, tail ratios at 2, 3 and 4 sigma, :func:`normality_tests` and
@@ -331,36 +377,47 @@ def describe_entries(w: Any, n_fit: int | None = None, seed: int = 0,
     a = as_array(w)
     if not full:
         ks = stats.kstest(_standardized(a), "norm")
-        tests = {"n": int(a.size), "ks_D": float(ks.statistic), "ks_p": float(ks.pvalue)}
+        tests = NormalityTests(n=int(a.size), ks_D=float(ks.statistic), ks_p=float(ks.pvalue))
         fits = fit_families(a, n_fit=n_fit, seed=seed, families=("normal", "gennorm"))
     else:
         tests, fits = normality_tests(a), fit_families(a, n_fit=n_fit, seed=seed)
-    return {
-        "n": int(a.size),
-        "mean": float(a.mean()),
-        "psi": float(a.var()),
-        "skewness": float(stats.skew(a, bias=True)),
-        "excess_kurtosis": excess_kurtosis(a),
-        "qq_r": qq_correlation(a),
-        "tail_ratio": tail_ratios(a),
-        "tests": tests,
-        "fits": fits,
-    }
+    return EntryDescription(
+        n=int(a.size),
+        mean=float(a.mean()),
+        psi=float(a.var()),
+        skewness=float(stats.skew(a, bias=True)),
+        excess_kurtosis=excess_kurtosis(a),
+        qq_r=qq_correlation(a),
+        tail_ratio=tail_ratios(a),
+        tests=tests,
+        fits=fits,
+    )
 
 
 # --------------------------------------------------------------------------- the rule's expectations (E)
-def rule_expectations_gaussian(d: float, psi: float) -> dict[str, float]:
+@dataclass(frozen=True)
+class RuleExpectations:
+    """The kept fraction and the moments of Delta of the rule, from one source."""
+
+    keep: float   # kept fraction chi
+    mean: float   # E Delta
+    m2: float     # E Delta^2
+    m4: float     # E Delta^4
+
+
+def rule_expectations_gaussian(d: float, psi: float) -> RuleExpectations:
     """The paper's closed forms under W ~ N(0, Psi) (from :mod:`prunebounds.pruning`).
 
     keep = chi(d) = 1 - sqrt(d/(d+2)), mean = 0, m2 = Psi (d/(d+2))^{3/2},
     m4 = 3 Psi^2 (d/(d+2))^{5/2}.
     """
-    return {"keep": float(expected_keep_fraction(d)), "mean": 0.0,
-            "m2": float(error_second_moment(d, psi)), "m4": float(error_fourth_moment(d, psi))}
+    return RuleExpectations(keep=float(expected_keep_fraction(d)), mean=0.0,
+                            m2=float(error_second_moment(d, psi)),
+                            m4=float(error_fourth_moment(d, psi)))
 
 
 def rule_expectations_quad(pdf: Callable[[float], float], d: float, psi: float,
-                           points=()) -> dict[str, float]:
+                           points=()) -> RuleExpectations:
     """The integrals (E) for a weight law with density ``pdf``, by ``scipy.integrate.quad``.
 
     Returns ``keep`` = 1 - int q f, ``mean`` = int w q f, ``m2`` = int w^2 q f and
@@ -374,7 +431,7 @@ def rule_expectations_quad(pdf: Callable[[float], float], d: float, psi: float,
     d = check_real("d", d, minimum=0.0)
     psi = check_real("psi", psi, minimum=0.0)
     if d == 0.0 or psi == 0.0:
-        return {"keep": 1.0, "mean": 0.0, "m2": 0.0, "m4": 0.0}
+        return RuleExpectations(keep=1.0, mean=0.0, m2=0.0, m4=0.0)
     s = math.sqrt(d * psi)
     cuts = {-9.0, 0.0, 9.0, *(float(p) / s for p in points)}
     cuts = sorted(c for c in cuts if -9.0 <= c <= 9.0)
@@ -386,7 +443,8 @@ def rule_expectations_quad(pdf: Callable[[float], float], d: float, psi: float,
         return sum(integrate.quad(f, a, b, epsabs=0.0, epsrel=1e-10, limit=200)[0]
                    for a, b in zip(cuts[:-1], cuts[1:]))
 
-    return {"keep": 1.0 - integral(0), "mean": integral(1), "m2": integral(2), "m4": integral(4)}
+    return RuleExpectations(keep=1.0 - integral(0), mean=integral(1), m2=integral(2),
+                            m4=integral(4))
 
 
 def density(family: str, params: dict) -> Callable[[float], float]:
@@ -417,7 +475,7 @@ def density(family: str, params: dict) -> Callable[[float], float]:
     return gennorm_pdf
 
 
-def rule_expectations_fit(family: str, params: dict, d: float, psi: float) -> dict[str, float]:
+def rule_expectations_fit(family: str, params: dict, d: float, psi: float) -> RuleExpectations:
     """:func:`rule_expectations_quad` under a fitted law of :func:`fit_families`.
 
     Cuts the integral at the law's centre and, for the generalized normal, at
@@ -428,7 +486,7 @@ def rule_expectations_fit(family: str, params: dict, d: float, psi: float) -> di
     return rule_expectations_quad(density(family, params), d, psi, points=points)
 
 
-def rule_expectations_empirical(w: Any, d: float, psi: float | None = None) -> dict[str, float]:
+def rule_expectations_empirical(w: Any, d: float, psi: float | None = None) -> RuleExpectations:
     """The integrals (E) under the empirical law of the entries: plain averages.
 
     keep = mean of keep_probability(w, d, Psi), mean/m2/m4 = means of w^k q(w). For a
@@ -440,11 +498,11 @@ def rule_expectations_empirical(w: Any, d: float, psi: float | None = None) -> d
     psi = float(a.var()) if psi is None else check_real("psi", psi, minimum=0.0)
     p_keep = keep_probability(a, d, psi)
     q = 1.0 - p_keep
-    return {"keep": float(np.mean(p_keep)), "mean": float(np.mean(a * q)),
-            "m2": float(np.mean(a * a * q)), "m4": float(np.mean(a ** 4 * q))}
+    return RuleExpectations(keep=float(np.mean(p_keep)), mean=float(np.mean(a * q)),
+                            m2=float(np.mean(a * a * q)), m4=float(np.mean(a ** 4 * q)))
 
 
-def rule_measured(W: Any, W_pruned: Any) -> dict[str, float]:
+def rule_measured(W: Any, W_pruned: Any) -> RuleExpectations:
     """Kept fraction and moments of Delta = W - W_pruned measured on one pruned matrix.
 
     keep = fraction of non-zero entries of ``W_pruned`` (as
@@ -455,12 +513,33 @@ def rule_measured(W: Any, W_pruned: Any) -> dict[str, float]:
     if a.shape != b.shape:
         raise ParameterError(f"W has {a.size} entries but W_pruned has {b.size}")
     delta = a - b
-    return {"keep": float(np.count_nonzero(b) / b.size), "mean": float(delta.mean()),
-            "m2": float(np.mean(delta ** 2)), "m4": float(np.mean(delta ** 4))}
+    return RuleExpectations(keep=float(np.count_nonzero(b) / b.size), mean=float(delta.mean()),
+                            m2=float(np.mean(delta ** 2)), m4=float(np.mean(delta ** 4)))
 
 
 # --------------------------------------------------------------------------- independence
-def norm_spread(W: Any, axis: str = "rows") -> dict:
+def squared_norms(W: Any, axis: str = "rows") -> np.ndarray:
+    """The squared norms of the rows (or columns) of W (out x in, PyTorch layout)."""
+    A = as_matrix(W)
+    axis = check_choice("axis", axis, ("rows", "cols"))
+    return np.sum(A * A, axis=1 if axis == "rows" else 0)
+
+
+@dataclass(frozen=True)
+class NormSpread:
+    """Spread of the squared row (or column) norms (see :func:`norm_spread`)."""
+
+    n: int           # entries per line
+    count: int       # lines
+    mean: float
+    sd: float
+    sd_iid: float
+    sd_gauss: float
+    ratio_iid: float
+    ratio_gauss: float
+
+
+def norm_spread(W: Any, axis: str = "rows") -> NormSpread:
     """Spread of the squared row (or column) norms against the i.i.d. predictions.
 
     W is out x in (PyTorch layout); a row has n = fan-in entries, a column n = fan-out.
@@ -473,24 +552,23 @@ def norm_spread(W: Any, axis: str = "rows") -> dict:
     systematically larger weights than others: the entries are not identically
     distributed across rows, whatever the marginal law.
 
-    Returns a dict with ``n``, ``count``, ``mean``, ``sd``, ``sd_iid``, ``sd_gauss``,
-    ``ratio_iid``, ``ratio_gauss`` and the squared norms themselves (``sq_norms``).
+    Returns a :class:`NormSpread`; the squared norms themselves are
+    :func:`squared_norms`.
     """
     A = as_matrix(W)
     axis = check_choice("axis", axis, ("rows", "cols"))
     if axis == "cols":
         A = A.T
     count, n = A.shape
-    sq = np.sum(A * A, axis=1)
+    sq = squared_norms(A, "rows")
     w2 = A * A
     var_w2 = float(np.mean(w2 * w2) - np.mean(w2) ** 2)
     psi = float(A.var())
     sd = float(sq.std())
     sd_iid = math.sqrt(n * var_w2)
     sd_gauss = psi * math.sqrt(2.0 * n)
-    return {"n": n, "count": count, "mean": float(sq.mean()), "sd": sd, "sd_iid": sd_iid,
-            "sd_gauss": sd_gauss, "ratio_iid": sd / sd_iid, "ratio_gauss": sd / sd_gauss,
-            "sq_norms": sq}
+    return NormSpread(n=n, count=count, mean=float(sq.mean()), sd=sd, sd_iid=sd_iid,
+                      sd_gauss=sd_gauss, ratio_iid=sd / sd_iid, ratio_gauss=sd / sd_gauss)
 
 
 def correlation_rms(W: Any, axis: str = "rows") -> float:
@@ -560,7 +638,17 @@ def normalized_spectrum(W: Any, psi: float | None = None) -> tuple[np.ndarray, f
     return np.clip(eig, 0.0, None), p / N
 
 
-def mp_summary(W: Any) -> dict[str, float]:
+@dataclass(frozen=True)
+class MPSummary:
+    """How the spectrum of W departs from Marchenko-Pastur (see :func:`mp_summary`)."""
+
+    top_over_edge: float
+    frac_above: float
+    n_above: int
+    ratio: float
+
+
+def mp_summary(W: Any) -> MPSummary:
     """How the spectrum of W departs from Marchenko-Pastur (i.i.d. entries).
 
     ``top_over_edge``: largest singular value of W over the i.i.d. prediction
@@ -570,8 +658,9 @@ def mp_summary(W: Any) -> dict[str, float]:
     """
     eig, y = normalized_spectrum(W)
     _, b = marchenko_pastur_edges(y)
-    return {"top_over_edge": float(math.sqrt(eig[-1] / b)), "frac_above": float(np.mean(eig > b)),
-            "n_above": int(np.sum(eig > b)), "ratio": float(y)}
+    return MPSummary(top_over_edge=float(math.sqrt(eig[-1] / b)),
+                     frac_above=float(np.mean(eig > b)), n_above=int(np.sum(eig > b)),
+                     ratio=float(y))
 
 
 def conditional_error_mean(W: Any, d: float, psi: float | None = None) -> np.ndarray:
@@ -588,7 +677,7 @@ def conditional_error_mean(W: Any, d: float, psi: float | None = None) -> np.nda
     return A * (1.0 - keep_probability(A, d, psi))
 
 
-def pruning_error(W: Any, d: float, seed: int, psi: float | None = None) -> np.ndarray:
+def error_matrix(W: Any, d: float, seed: int, psi: float | None = None) -> np.ndarray:
     """Delta = W - W_hat for one draw of the paper's rule on a plain matrix.
 
     Each entry is kept with probability :func:`prunebounds.pruning.keep_probability`
@@ -614,20 +703,6 @@ def shuffled(W: Any, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(A.ravel()).reshape(A.shape)
 
 
-def top_singular_value(A: Any) -> float:
-    """||A||_2, the largest singular value: sqrt of the top eigenvalue of the smaller Gram matrix.
-
-    ``scipy.linalg.eigh`` with ``subset_by_index`` computes only that eigenvalue of
-    A A^T (or A^T A), several times faster than a full SVD for a 784 x 784 layer.
-    """
-    M = as_matrix(A)
-    if M.shape[0] > M.shape[1]:
-        M = M.T
-    p = M.shape[0]
-    top = linalg.eigh(M @ M.T, eigvals_only=True, subset_by_index=[p - 1, p - 1])[0]
-    return float(math.sqrt(max(top, 0.0)))
-
-
 def iid_norm_prediction(second_moment: float, shape) -> float:
     """sqrt(E X^2) (sqrt(d_1) + sqrt(d_2)): ||X||_2 for i.i.d. mean-zero entries, to leading order.
 
@@ -641,8 +716,19 @@ def iid_norm_prediction(second_moment: float, shape) -> float:
     return math.sqrt(m2) * (math.sqrt(d1) + math.sqrt(d2))
 
 
+@dataclass(frozen=True)
+class PredictionComparison:
+    """The rule's kept fraction and error moments of one layer, from every source."""
+
+    gaussian: RuleExpectations
+    t: RuleExpectations
+    gennorm: RuleExpectations
+    empirical: RuleExpectations
+    measured: RuleExpectations
+
+
 def compare_predictions(W: Any, W_pruned: Any, d: float, fits: dict,
-                        psi: float | None = None) -> dict[str, dict[str, float]]:
+                        psi: float | None = None) -> PredictionComparison:
     """The rule's kept fraction and error moments of one layer at one d, from every source.
 
     * ``gaussian``: the paper's closed forms under N(0, Psi) (:func:`rule_expectations_gaussian`);
@@ -654,16 +740,27 @@ def compare_predictions(W: Any, W_pruned: Any, d: float, fits: dict,
     """
     a = as_array(W)
     psi = float(a.var()) if psi is None else check_real("psi", psi, minimum=0.0)
-    return {
-        "gaussian": rule_expectations_gaussian(d, psi),
-        "t": rule_expectations_fit("t", fits["t"], d, psi),
-        "gennorm": rule_expectations_fit("gennorm", fits["gennorm"], d, psi),
-        "empirical": rule_expectations_empirical(a, d, psi),
-        "measured": rule_measured(a, W_pruned),
-    }
+    return PredictionComparison(
+        gaussian=rule_expectations_gaussian(d, psi),
+        t=rule_expectations_fit("t", fits["t"], d, psi),
+        gennorm=rule_expectations_fit("gennorm", fits["gennorm"], d, psi),
+        empirical=rule_expectations_empirical(a, d, psi),
+        measured=rule_measured(a, W_pruned),
+    )
 
 
-def error_norms(W: Any, W_pruned: Any, d: float, seed: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class ErrorNorms:
+    """Spectral norms of one layer's pruning error and its references (see :func:`error_norms`)."""
+
+    actual: float
+    shuffled: float
+    conditional_mean: float
+    conditional_mean_iid: float
+    gaussian_iid: float
+
+
+def error_norms(W: Any, W_pruned: Any, d: float, seed: int) -> ErrorNorms:
     """Spectral norm of the pruning error of one layer, measured and i.i.d. references.
 
     * ``actual``: ||W - W_pruned||_2 on the layer itself;
@@ -680,31 +777,41 @@ def error_norms(W: Any, W_pruned: Any, d: float, seed: int) -> dict[str, float]:
     seed = check_int("seed", seed, minimum=0)
     psi = float(A.var())
     M = conditional_error_mean(A, d, psi)
-    return {
-        "actual": top_singular_value(A - as_matrix(W_pruned)),
-        "shuffled": top_singular_value(pruning_error(shuffled(A, seed), d, seed, psi=psi)),
-        "conditional_mean": top_singular_value(M),
-        "conditional_mean_iid": iid_norm_prediction(float(np.mean(M * M)), A.shape),
-        "gaussian_iid": iid_norm_prediction(float(error_second_moment(d, psi)), A.shape),
-    }
+    return ErrorNorms(
+        actual=spectral_norm(A - as_matrix(W_pruned)),
+        shuffled=spectral_norm(error_matrix(shuffled(A, seed), d, seed, psi=psi)),
+        conditional_mean=spectral_norm(M),
+        conditional_mean_iid=iid_norm_prediction(float(np.mean(M * M)), A.shape),
+        gaussian_iid=iid_norm_prediction(float(error_second_moment(d, psi)), A.shape),
+    )
+
+
+@dataclass(frozen=True)
+class LayerDescription(EntryDescription):
+    """Every diagnostic of one weight matrix (see :func:`describe_layer`)."""
+
+    shape: tuple[int, int] = (0, 0)
+    spread_rows: NormSpread | None = None
+    spread_cols: NormSpread | None = None
+    corr_rows: float | None = None   # only with full=True
+    corr_cols: float | None = None
+    mp: MPSummary | None = None
 
 
 def describe_layer(W: Any, n_fit: int | None = None, seed: int = 0,
-                   full: bool = True) -> dict:
-    """Every diagnostic of one weight matrix (JSON-able, for the results cache).
+                   full: bool = True) -> LayerDescription:
+    """Every diagnostic of one weight matrix.
 
     :func:`describe_entries` plus the independence checks: :func:`norm_spread` of rows
-    and columns (without the norms themselves), :func:`correlation_rms` of rows and
-    columns (only with ``full``), :func:`mp_summary`.
+    and columns, :func:`correlation_rms` of rows and columns (only with ``full``),
+    :func:`mp_summary`.
     """
     A = as_matrix(W)
-    out = describe_entries(A, n_fit=n_fit, seed=seed, full=full)
-    out["shape"] = list(A.shape)
-    for axis in ("rows", "cols"):
-        spread = norm_spread(A, axis)
-        spread.pop("sq_norms")
-        out[f"spread_{axis}"] = spread
-        if full:
-            out[f"corr_{axis}"] = correlation_rms(A, axis)
-    out["mp"] = mp_summary(A)
-    return out
+    entries = describe_entries(A, n_fit=n_fit, seed=seed, full=full)
+    return LayerDescription(
+        **{f: getattr(entries, f) for f in EntryDescription.__dataclass_fields__},
+        shape=(int(A.shape[0]), int(A.shape[1])),
+        spread_rows=norm_spread(A, "rows"), spread_cols=norm_spread(A, "cols"),
+        corr_rows=correlation_rms(A, "rows") if full else None,
+        corr_cols=correlation_rms(A, "cols") if full else None,
+        mp=mp_summary(A))

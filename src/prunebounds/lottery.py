@@ -53,19 +53,21 @@ from torch import nn
 from torch.nn.utils import prune
 from tqdm import tqdm
 
-from . import bounds as bd
-from .data import DataBundle
+from .bounds import Bound, counting_bound, paper_bound, sparse_count_bound
+from .cache import cached_result
+from .data import DataBundle, load
 from .discretization import discretize_model
 from .errors import ParameterError
 from .gaussianity import excess_kurtosis, rule_expectations_empirical
-from .margins import logits, margin_loss, margin_percentile, margins
+from .margins import error_rate, logits, margin_percentile, margins, model_accuracy
 from .models import build, linear_layers, resolve_widths
-from .perturbation import needed_margin, pruning_error
-from .profiles import check_choice, check_int, check_real
-from .pruning import expected_keep_fraction
-from .sparsity import (disconnected_neurons, expected_max_nonzeros, nonzeros_per_col,
-                       sparsity_summary)
-from .train import OPTIMISERS, OptimiserConfig, accuracy, make_sgd, optimiser_config, train_epoch
+from .perturbation import needed_margin, output_change
+from .pruning import d_for_keep
+from .runs import RunConfig, new_model
+from .sketching import SketchSize, sketch_sizes
+from .sparsity import LayerSparsity, disconnected_neurons, nonzeros_per_col, sparsity_summary
+from .train import OPTIMISERS, OptimiserConfig, make_sgd, optimiser_config, train_epoch
+from .validate import check_choice, check_int, check_real
 
 __all__ = [
     "Preset",
@@ -73,19 +75,27 @@ __all__ = [
     "layer_rates",
     "fraction_left",
     "kept_counts",
-    "keep_for_d",
-    "d_for_keep",
     "prune_step",
+    "MaskedHistory",
     "IMPRound",
     "IMPResult",
     "imp",
+    "ControlRun",
     "random_reinit_control",
+    "SurvivorStats",
     "survivor_stats",
+    "RuleOnSurvivors",
     "rule_on_survivors",
     "control_seed",
+    "SparseNetworkBounds",
     "sparse_network_bounds",
+    "StepAnalysis",
     "step_analysis",
+    "AccuracySummary",
+    "RoundAnalysis",
+    "ControlSummary",
     "analyse_round",
+    "IMPExperiment",
     "run_experiment",
     "imp_cached",
 ]
@@ -181,25 +191,6 @@ def kept_counts(n: int, rate: float, rounds: int) -> list[int]:
     return out
 
 
-def keep_for_d(d: float) -> float:
-    """chi(d) = 1 - sqrt(d/(d+2)): the kept fraction of the paper's rule on Gaussian weights."""
-    return float(expected_keep_fraction(check_real("d", d, minimum=0.0)))
-
-
-def d_for_keep(keep: float) -> float:
-    """The d with chi(d) = ``keep``: the rule's parameter that keeps the same fraction.
-
-    Inverts chi(d) = 1 - sqrt(d/(d+2)): with s = (1 - keep)^2, d = 2 s / (1 - s).
-    keep = 1 gives d = 0 (nothing pruned); keep = 0.8 (one round at 20%) gives
-    d = 0.0833. Raises for keep = 0 (no finite d prunes everything).
-    """
-    c = check_real("keep", keep, minimum=0.0, maximum=1.0)
-    if c == 0.0:
-        raise ParameterError("keep must be > 0: no finite d prunes every weight")
-    s = (1.0 - c) ** 2
-    return 2.0 * s / (1.0 - s)
-
-
 # --------------------------------------------------------------------------- masks in place
 def _layers(model: nn.Module) -> list[nn.Linear]:
     layers = linear_layers(model)
@@ -278,12 +269,24 @@ def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class MaskedHistory:
+    """Per epoch of one round: the running training loss, validation and test accuracy;
+    and the training accuracy of the final weights."""
+
+    train_loss: tuple[float, ...]
+    val_acc: tuple[float, ...]
+    test_acc: tuple[float, ...]
+    train_acc: float
+
+
 def _train_masked(model: nn.Module, data: DataBundle, opt: OptimiserConfig, epochs: int,
-                  seed: int) -> dict:
+                  seed: int) -> MaskedHistory:
     """Train ``model`` (masks in place) for ``epochs`` epochs; per-epoch accuracies.
 
     A fresh SGD optimiser (the book's preset), and a batch order from a generator seeded
-    with ``seed``, so every round sees the same sequence of batches.
+    with ``seed``, so every round sees the same sequence of batches. Accuracies are
+    :func:`prunebounds.margins.model_accuracy` (ties are errors).
     """
     sgd = make_sgd(model, opt)
     gen = torch.Generator().manual_seed(seed)
@@ -291,10 +294,10 @@ def _train_masked(model: nn.Module, data: DataBundle, opt: OptimiserConfig, epoc
     hist: dict[str, list[float]] = {"train_loss": [], "val_acc": [], "test_acc": []}
     for _ in range(epochs):
         hist["train_loss"].append(train_epoch(model, X, y, sgd, opt, gen)[0])
-        hist["val_acc"].append(accuracy(model, data.val.X, data.val.y))
-        hist["test_acc"].append(accuracy(model, data.test.X, data.test.y))
-    hist["train_acc"] = accuracy(model, X, y)
-    return hist
+        hist["val_acc"].append(model_accuracy(model, data.val.X, data.val.y))
+        hist["test_acc"].append(model_accuracy(model, data.test.X, data.test.y))
+    return MaskedHistory(**{k: tuple(v) for k, v in hist.items()},
+                         train_acc=model_accuracy(model, X, y))
 
 
 @dataclass
@@ -307,8 +310,7 @@ class IMPRound:
         state: the trained network (plain state dict, pruned weights are zero).
         next_masks: the mask m_{k+1} that magnitude pruning of these trained weights
             chooses (the ticket of the next round).
-        history: per-epoch ``train_loss``, ``val_acc``, ``test_acc`` and the final
-            ``train_acc``.
+        history: the round's :class:`MaskedHistory`.
         seconds: training time of the round.
     """
 
@@ -316,7 +318,7 @@ class IMPRound:
     masks: list[torch.Tensor]
     state: dict[str, torch.Tensor]
     next_masks: list[torch.Tensor]
-    history: dict
+    history: MaskedHistory
     seconds: float = 0.0
 
     @property
@@ -358,8 +360,6 @@ class IMPResult:
 
 def _initial_model(cfg_or_model: Any, seed: int) -> tuple[nn.Module, str | None]:
     """A freshly initialised plain model and, for a RunConfig, its optimiser name."""
-    from .experiments import RunConfig, new_model
-
     if isinstance(cfg_or_model, RunConfig):
         return new_model(cfg_or_model, seed), cfg_or_model.optimiser
     if isinstance(cfg_or_model, nn.Module):
@@ -375,7 +375,7 @@ def imp(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
     """Iterative magnitude pruning with rewinding to the initial weights (Frankle & Carbin).
 
     Args:
-        cfg_or_model: the network: a :class:`prunebounds.experiments.RunConfig` (its
+        cfg_or_model: the network: a :class:`prunebounds.runs.RunConfig` (its
             widths, initialised with ``seed``, and its optimiser), an initialised
             ``nn.Module`` made of linear layers (copied; it is theta_0), or an
             architecture name / width list of :mod:`prunebounds.models`.
@@ -416,7 +416,7 @@ def imp(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
         prune_step(model, p)
         result.rounds.append(IMPRound(k, masks, state, _masks(layers), hist, seconds))
         bar.set_postfix(left=f"{result.rounds[-1].fraction_left:.3f}",
-                        test_acc=f"{hist['test_acc'][-1]:.4f}")
+                        test_acc=f"{hist.test_acc[-1]:.4f}")
         _rewind(layers, theta0)
     return result
 
@@ -426,9 +426,18 @@ def control_seed(seed: int, k: int) -> int:
     return 1_000_003 * (check_int("seed", seed, minimum=0) + 1) + check_int("round", k, minimum=0)
 
 
+@dataclass
+class ControlRun:
+    """A random re-initialization control: its history, density and trained weights."""
+
+    history: MaskedHistory
+    fraction_left: float
+    state: dict[str, torch.Tensor]
+
+
 def random_reinit_control(cfg_or_model: Any, data: DataBundle, masks: Sequence[torch.Tensor],
                           epochs: int, seed: int, init_seed: int | None = None,
-                          optimiser: str | None = None) -> dict:
+                          optimiser: str | None = None) -> ControlRun:
     """Frankle & Carbin's control: the same mask, a fresh random initialisation, retrained.
 
     The architecture of ``cfg_or_model`` (as in :func:`imp`; of a module only the
@@ -439,8 +448,8 @@ def random_reinit_control(cfg_or_model: Any, data: DataBundle, masks: Sequence[t
     a ticket and its control differ only in their initial weights.
 
     Returns:
-        the history (per-epoch ``train_loss``, ``val_acc``, ``test_acc``, final
-        ``train_acc``), ``fraction_left`` and the plain ``state`` of the trained control.
+        a :class:`ControlRun`: the history, ``fraction_left`` and the plain ``state`` of
+        the trained control.
     """
     epochs = check_int("epochs", epochs, minimum=1)
     seed = check_int("seed", seed, minimum=0)
@@ -463,7 +472,7 @@ def random_reinit_control(cfg_or_model: Any, data: DataBundle, masks: Sequence[t
     _apply_masks(model, masks)
     hist = _train_masked(model, data, opt, epochs, seed)
     left = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
-    return {**hist, "fraction_left": float(left), "state": _plain_state(model)}
+    return ControlRun(hist, float(left), _plain_state(model))
 
 
 # --------------------------------------------------------------------------- measurements
@@ -473,7 +482,20 @@ def _as_numpy(W: Any) -> np.ndarray:
     return np.asarray(W, dtype=np.float64)
 
 
-def survivor_stats(W: Any) -> dict:
+@dataclass(frozen=True)
+class SurvivorStats:
+    """Shape of the law of the surviving weights of one matrix (see :func:`survivor_stats`)."""
+
+    n: int
+    mean: float
+    sd: float
+    excess_kurtosis: float
+    ks_D: float
+    centre_ratio: float
+    hist: tuple[int, ...]
+
+
+def survivor_stats(W: Any) -> SurvivorStats:
     """Shape of the law of the surviving (non-zero) entries of a pruned weight matrix.
 
     * ``excess_kurtosis``: 0 for a normal law (:func:`prunebounds.gaussianity.excess_kurtosis`);
@@ -493,21 +515,30 @@ def survivor_stats(W: Any) -> dict:
     w = a[a != 0].ravel()
     nan = float("nan")
     if w.size < 8 or w.std() == 0:
-        return {"n": int(w.size), "mean": nan, "sd": nan, "excess_kurtosis": nan, "ks_D": nan,
-                "centre_ratio": nan, "hist": []}
+        return SurvivorStats(int(w.size), nan, nan, nan, nan, nan, ())
     z = (w - w.mean()) / w.std()
     ks = stats.kstest(z, "norm")
     centre = float(np.mean(np.abs(z) < CENTRE) / (2.0 * stats.norm.cdf(CENTRE) - 1.0))
     hist, _ = np.histogram(np.clip(z, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)
-    return {"n": int(w.size), "mean": float(w.mean()), "sd": float(w.std()),
-            "excess_kurtosis": excess_kurtosis(w), "ks_D": float(ks.statistic),
-            "centre_ratio": centre, "hist": [int(c) for c in hist]}
+    return SurvivorStats(n=int(w.size), mean=float(w.mean()), sd=float(w.std()),
+                         excess_kurtosis=excess_kurtosis(w), ks_D=float(ks.statistic),
+                         centre_ratio=centre, hist=tuple(int(c) for c in hist))
 
 
-def rule_on_survivors(W: Any, keep: float) -> dict:
+@dataclass(frozen=True)
+class RuleOnSurvivors:
+    """The paper's rule tuned to keep ``keep``, on the survivors (see :func:`rule_on_survivors`)."""
+
+    keep: float
+    d: float
+    rule_keep: float
+    d_match: float
+
+
+def rule_on_survivors(W: Any, keep: float) -> RuleOnSurvivors:
     """The paper's rule, tuned to keep ``keep`` of Gaussian weights, on the survivors of W.
 
-    d = :func:`d_for_keep` (keep) is the parameter at which the rule (R) keeps a
+    d = :func:`prunebounds.pruning.d_for_keep` (keep) is the parameter at which the rule (R) keeps a
     fraction chi(d) = ``keep`` of i.i.d. Gaussian weights. Applied to the non-zero
     entries w of W with Psi = their variance (as
     :class:`prunebounds.pruning.GaussianMagnitudePruning` does on an already pruned
@@ -525,10 +556,10 @@ def rule_on_survivors(W: Any, keep: float) -> dict:
     d = d_for_keep(c) if c > 0 else float("inf")
     nan = float("nan")
     if d == 0.0:
-        return {"keep": c, "d": 0.0, "rule_keep": 1.0, "d_match": 0.0}
+        return RuleOnSurvivors(c, 0.0, 1.0, 0.0)
     if w.size < 8 or w.var() == 0 or not math.isfinite(d):
-        return {"keep": c, "d": float(d), "rule_keep": nan, "d_match": nan}
-    rule = rule_expectations_empirical(w, d)["keep"]
+        return RuleOnSurvivors(c, float(d), nan, nan)
+    rule = rule_expectations_empirical(w, d).keep
     x = (w * w) / w.var()
 
     def excess(log_d: float) -> float:
@@ -540,23 +571,51 @@ def rule_on_survivors(W: Any, keep: float) -> dict:
     while excess(hi) > 0:
         hi += 2.0
     d_match = math.exp(optimize.brentq(excess, lo, hi, xtol=1e-10, rtol=1e-10))
-    return {"keep": c, "d": float(d), "rule_keep": float(rule), "d_match": float(d_match)}
+    return RuleOnSurvivors(c, float(d), float(rule), float(d_match))
 
 
 def _weights_of(net: nn.Module) -> list[torch.Tensor]:
     return [layer.weight.detach() for layer in linear_layers(net)]
 
 
-def _accuracy_summary(hist: dict) -> dict:
-    best = int(np.argmax(hist["val_acc"]))
-    return {"train_acc": float(hist["train_acc"]), "val_acc": float(hist["val_acc"][-1]),
-            "test_acc": float(hist["test_acc"][-1]),
-            "test_acc_at_best_val": float(hist["test_acc"][best]), "best_epoch": best + 1,
-            "history": {k: [float(v) for v in hist[k]] for k in ("train_loss", "val_acc",
-                                                                  "test_acc")}}
+@dataclass(frozen=True)
+class AccuracySummary:
+    """Accuracies of one trained network of an IMP run (a round or a control).
+
+    ``val_acc``, ``test_acc``: after the last epoch; ``test_acc_at_best_val``: at the
+    epoch of best validation accuracy (``best_epoch``, from 1); ``history``: per epoch.
+    """
+
+    train_acc: float
+    val_acc: float
+    test_acc: float
+    test_acc_at_best_val: float
+    best_epoch: int
+    history: MaskedHistory
 
 
-def sparse_network_bounds(net: nn.Module, data: DataBundle, bits: int, delta: float) -> dict:
+def _accuracy_summary(hist: MaskedHistory) -> dict:
+    best = int(np.argmax(hist.val_acc))
+    return {"train_acc": float(hist.train_acc), "val_acc": float(hist.val_acc[-1]),
+            "test_acc": float(hist.test_acc[-1]),
+            "test_acc_at_best_val": float(hist.test_acc[best]), "best_epoch": best + 1,
+            "history": hist}
+
+
+@dataclass(frozen=True)
+class SparseNetworkBounds:
+    """Counting bounds for a trained sparse network (see :func:`sparse_network_bounds`)."""
+
+    bounds: dict[str, Bound]   # "sketch", "sparse_count", "dense_count"
+    train_err: float
+    test_err: float
+    nnz: tuple[int, ...]
+    r: int
+    sketch: tuple[SketchSize, ...]
+
+
+def sparse_network_bounds(net: nn.Module, data: DataBundle, bits: int,
+                          delta: float) -> SparseNetworkBounds:
     """Counting bounds for a trained sparse network g itself (no pruning error).
 
     g is stored on a grid of 2^bits - 1 values per layer, biases included
@@ -565,14 +624,14 @@ def sparse_network_bounds(net: nn.Module, data: DataBundle, bits: int, delta: fl
     probability >= 1 - delta, L_0(g_r) <= R^_0(g_r) + sqrt((q_nats + ln(1/delta)) / (2m))
     (:func:`prunebounds.bounds.counting_bound`), with description lengths
 
-    * ``sketch``: sum_l k_out^l k_in^l sketch entries (:func:`prunebounds.bounds.sketch_sizes`,
+    * ``sketch``: sum_l k_out^l k_in^l sketch entries (:func:`prunebounds.sketching.sketch_sizes`,
       constant 1, capped at the layer) times ln r: the paper's Theorem 5.2 without its
       pruning half;
     * ``sparse_count``: the paper's Lemma D.1, ln C(d1 d2, alpha) + alpha ln r per layer;
     * ``dense_count``: every weight times ln r;
 
-    each plus (number of biases) ln r. Returns the three bounds (as dicts), the training
-    and test errors of g_r and the sketch sizes.
+    each plus (number of biases) ln r. Returns the three bounds, the training and test
+    errors of g_r (:func:`prunebounds.margins.error_rate`) and the sketch sizes.
     """
     bits = check_int("bits", bits, minimum=2)
     g = discretize_model(net, bits, biases=True)
@@ -581,30 +640,42 @@ def sparse_network_bounds(net: nn.Module, data: DataBundle, bits: int, delta: fl
     n_bias = sum(layer.bias.numel() for layer in linear_layers(g) if layer.bias is not None)
     r = 2 ** bits
     log_r = math.log(r)
-    m_tr = margins(logits(g, data.train.X), data.train.y)
-    m = len(m_tr)
-    loss = margin_loss(m_tr, 0.0)
-    test_err = margin_loss(margins(logits(g, data.test.X), data.test.y), 0.0)
+    m = len(data.train.y)
+    loss = error_rate(logits(g, data.train.X), data.train.y)
+    test_err = error_rate(logits(g, data.test.X), data.test.y)
     nnz = [int(torch.count_nonzero(w)) for w in W]
-    sizes = bd.sketch_sizes(W)
+    sizes = sketch_sizes(W)
     q_sketch = sum(s.n_params for s in sizes)
-    sparse_nats = bd.sparse_count_bound(loss, nnz, shapes, r, m).details["q_nats"]
+    sparse_nats = sparse_count_bound(loss, nnz, shapes, r, m).details["q_nats"]
     out = {
-        "sketch": bd.counting_bound("sketch", loss, (q_sketch + n_bias) * log_r, m, delta,
-                                    {"q": q_sketch, "n_capped": sum(s.capped for s in sizes)}),
-        "sparse_count": bd.counting_bound("sparse_count", loss, sparse_nats + n_bias * log_r,
-                                          m, delta),
-        "dense_count": bd.counting_bound("dense_count", loss,
-                                         (sum(w.numel() for w in W) + n_bias) * log_r, m, delta),
+        "sketch": counting_bound("sketch", loss, (q_sketch + n_bias) * log_r, m, delta,
+                                 {"q": q_sketch, "n_capped": sum(s.capped for s in sizes)}),
+        "sparse_count": counting_bound("sparse_count", loss, sparse_nats + n_bias * log_r,
+                                       m, delta),
+        "dense_count": counting_bound("dense_count", loss,
+                                      (sum(w.numel() for w in W) + n_bias) * log_r, m, delta),
     }
-    return {"bounds": {k: asdict(v) for k, v in out.items()}, "train_err": loss,
-            "test_err": test_err, "nnz": nnz, "r": r,
-            "sketch": [{"j": s.j, "k": s.k_theory, "k_out": s.k_out, "k_in": s.k_in,
-                        "capped": s.capped} for s in sizes]}
+    return SparseNetworkBounds(bounds=out, train_err=loss, test_err=test_err,
+                               nnz=tuple(nnz), r=r, sketch=tuple(sizes))
+
+
+@dataclass(frozen=True)
+class StepAnalysis:
+    """The paper's argument on one IMP pruning step (see :func:`step_analysis`)."""
+
+    gamma: float
+    min_margin: float
+    needed_margin: float
+    perturbation_bound: float
+    product_of_gammas: float
+    condition_holds: bool
+    true_max_logit_change: float
+    true_max_l2_change: float
+    paper_bound: Bound
 
 
 def step_analysis(net: nn.Module, pruned: nn.Module, data: DataBundle, margin_q: float,
-                  bits: int, delta: float) -> dict:
+                  bits: int, delta: float) -> StepAnalysis:
     """The paper's argument applied to one pruning step of IMP (before retraining).
 
     f = ``net`` (a round's trained network), g = ``pruned`` (f with the next round's
@@ -621,30 +692,57 @@ def step_analysis(net: nn.Module, pruned: nn.Module, data: DataBundle, margin_q:
     W, Wp = _weights_of(net), _weights_of(pruned)
     B = data.max_input_norm()
     nm = needed_margin(W, Wp, B, len(y), with_gamma=True, gamma_method="closed")
-    true = pruning_error(None, pruned, X, y, reference_logits=out_f)
-    paper = bd.paper_bound(m_tr, nm.value, Wp, r=2 ** check_int("bits", bits, minimum=2),
-                           delta=delta)
-    return {"gamma": margin_percentile(m_tr, margin_q), "min_margin": float(m_tr.min()),
-            "needed_margin": nm.value,
-            "perturbation_bound": (nm.value / nm.product_of_gammas if nm.product_of_gammas
-                                   else nm.value),
-            "product_of_gammas": nm.product_of_gammas,
-            "condition_holds": bool(nm.condition_holds),
-            "true_max_logit_change": true.max_correct_logit_change,
-            "true_max_l2_change": true.max_l2_change,
-            "paper_bound": asdict(paper)}
+    true = output_change(None, pruned, X, y, reference_logits=out_f)
+    paper = paper_bound(m_tr, nm.value, Wp, r=2 ** check_int("bits", bits, minimum=2),
+                        delta=delta)
+    return StepAnalysis(
+        gamma=margin_percentile(m_tr, margin_q), min_margin=float(m_tr.min()),
+        needed_margin=nm.value,
+        perturbation_bound=(nm.value / nm.product_of_gammas if nm.product_of_gammas
+                            else nm.value),
+        product_of_gammas=nm.product_of_gammas, condition_holds=bool(nm.condition_holds),
+        true_max_logit_change=true.max_correct_logit_change,
+        true_max_l2_change=true.max_l2_change, paper_bound=paper)
+
+
+@dataclass(frozen=True)
+class RoundAnalysis(AccuracySummary):
+    """Every measurement of one round of an IMP run (see :func:`analyse_round`)."""
+
+    round: int = 0
+    fraction_left: float = 1.0
+    layer_fractions: tuple[float, ...] = ()
+    nnz: tuple[int, ...] = ()
+    sizes: tuple[int, ...] = ()
+    seconds: float = 0.0
+    survivors: tuple[SurvivorStats, ...] = ()
+    survivors_next: tuple[SurvivorStats, ...] = ()
+    sparsity: tuple[LayerSparsity, ...] = ()
+    disconnected: tuple[int, ...] = ()
+    input_nnz: tuple[int, ...] = ()
+    rule: tuple[RuleOnSurvivors, ...] = ()
+    step: StepAnalysis | None = None
+    sparse: SparseNetworkBounds | None = None
+
+
+@dataclass(frozen=True)
+class ControlSummary(AccuracySummary):
+    """A random re-initialization control of round ``round``."""
+
+    round: int = 0
+    fraction_left: float = 1.0
 
 
 def analyse_round(result: IMPResult, k: int, data: DataBundle, margin_q: float = 5.0,
-                  bits: int = 8, delta: float = 0.05) -> dict:
-    """Every measurement of round ``k`` of an IMP run, as plain JSON-able numbers.
+                  bits: int = 8, delta: float = 0.05) -> RoundAnalysis:
+    """Every measurement of round ``k`` of an IMP run.
 
     ``fraction_left``, ``layer_fractions`` and ``nnz``; accuracies (final epoch and at
     the epoch of best validation accuracy) with the per-epoch history; ``survivors``:
     :func:`survivor_stats` per layer; ``sparsity``: per layer the maximum, mean and
-    number of all-zero rows and columns (:func:`prunebounds.sparsity.sparsity_summary`)
-    beside the expected maximum of i.i.d. binomial lines at the layer's density
-    (:func:`prunebounds.sparsity.expected_max_nonzeros`), the disconnected hidden
+    number of all-zero rows and columns beside the expected maximum of i.i.d. binomial
+    lines at the layer's density (:func:`prunebounds.sparsity.sparsity_summary`), the
+    disconnected hidden
     neurons, and the non-zeros of every input (column of the first layer);
     ``survivors_next``: the same after the next pruning step (before retraining); ``rule``:
     :func:`rule_on_survivors` per layer at the per-round density of the next step;
@@ -655,46 +753,50 @@ def analyse_round(result: IMPResult, k: int, data: DataBundle, margin_q: float =
     rd = result.rounds[check_int("round", k, minimum=0)]
     net, pruned = result.model_at(k), result.pruned_next(k)
     W = _weights_of(net)
-    summary = sparsity_summary(W)
-    for s, w in zip(summary, W):
-        out_dim, in_dim = w.shape
-        dens = float(torch.count_nonzero(w)) / w.numel()
-        s["rows"]["binomial_max"] = expected_max_nonzeros(out_dim, in_dim, dens)
-        s["cols"]["binomial_max"] = expected_max_nonzeros(in_dim, out_dim, dens)
     rule = []
     for w, cur, nxt in zip(W, rd.masks, rd.next_masks):
         n_cur = int(cur.sum())
         rule.append(rule_on_survivors(w, int(nxt.sum()) / n_cur if n_cur else 1.0))
-    return {
-        "round": rd.index,
-        "fraction_left": rd.fraction_left,
-        "layer_fractions": rd.layer_fractions,
-        "nnz": [int(m.sum()) for m in rd.masks],
-        "sizes": [int(m.numel()) for m in rd.masks],
-        "seconds": rd.seconds,
+    return RoundAnalysis(
+        round=rd.index,
+        fraction_left=rd.fraction_left,
+        layer_fractions=tuple(rd.layer_fractions),
+        nnz=tuple(int(m.sum()) for m in rd.masks),
+        sizes=tuple(int(m.numel()) for m in rd.masks),
+        seconds=rd.seconds,
         **_accuracy_summary(rd.history),
-        "survivors": [survivor_stats(w) for w in W],
-        "survivors_next": [survivor_stats(w) for w in _weights_of(pruned)],
-        "sparsity": summary,
-        "disconnected": disconnected_neurons(W) if len(W) > 1 else [],
-        "input_nnz": [int(c) for c in nonzeros_per_col(W[0])],
-        "rule": rule,
-        "step": step_analysis(net, pruned, data, margin_q, bits, delta),
-        "sparse": sparse_network_bounds(net, data, bits, delta),
-    }
+        survivors=tuple(survivor_stats(w) for w in W),
+        survivors_next=tuple(survivor_stats(w) for w in _weights_of(pruned)),
+        sparsity=tuple(sparsity_summary(W)),
+        disconnected=tuple(disconnected_neurons(W)) if len(W) > 1 else (),
+        input_nnz=tuple(int(c) for c in nonzeros_per_col(W[0])),
+        rule=tuple(rule),
+        step=step_analysis(net, pruned, data, margin_q, bits, delta),
+        sparse=sparse_network_bounds(net, data, bits, delta),
+    )
 
 
 # --------------------------------------------------------------------------- whole experiments
+@dataclass(frozen=True)
+class IMPExperiment:
+    """One whole IMP experiment: every round analysed, the controls, the wall time."""
+
+    preset: Preset
+    rounds: tuple[RoundAnalysis, ...]
+    controls: tuple[ControlSummary, ...]
+    seconds: float
+
+
 def run_experiment(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
                    epochs_per_round: int, seed: int, *, control_rounds: Sequence[int] = (),
                    margin_q: float = 5.0, bits: int = 8, delta: float = 0.05,
-                   optimiser: str | None = None, progress: bool = True) -> dict:
+                   optimiser: str | None = None, progress: bool = True) -> IMPExperiment:
     """:func:`imp`, the random re-initialization controls and :func:`analyse_round` of every round.
 
     ``control_rounds`` lists the rounds k whose mask m_k is also trained from a fresh
     initialisation (:func:`random_reinit_control`, init seed :func:`control_seed` (seed, k)).
-    Returns a JSON-able dict: ``preset``, ``rounds`` (one :func:`analyse_round` per round),
-    ``controls`` (round, fraction left, accuracies) and ``seconds`` (wall time).
+    Returns an :class:`IMPExperiment`: ``preset``, ``rounds`` (one :func:`analyse_round`
+    per round), ``controls`` (round, fraction left, accuracies) and ``seconds``.
     """
     start = time.perf_counter()
     res = imp(cfg_or_model, data, preset, rounds, epochs_per_round, seed, progress=progress,
@@ -708,26 +810,25 @@ def run_experiment(cfg_or_model: Any, data: DataBundle, preset: str | Preset, ro
                   leave=False):
         c = random_reinit_control(res.template, data, res.rounds[k].masks, epochs_per_round,
                                   seed, init_seed=control_seed(seed, k), optimiser=opt_name)
-        controls.append({"round": k, "fraction_left": c["fraction_left"], **_accuracy_summary(c)})
-    analysed = [analyse_round(res, k, data, margin_q, bits, delta) for k in range(rounds + 1)]
-    return {"preset": res.preset.as_dict(), "rounds": analysed, "controls": controls,
-            "seconds": time.perf_counter() - start}
+        controls.append(ControlSummary(round=k, fraction_left=c.fraction_left,
+                                       **_accuracy_summary(c.history)))
+    analysed = tuple(analyse_round(res, k, data, margin_q, bits, delta)
+                     for k in range(rounds + 1))
+    return IMPExperiment(res.preset, analysed, tuple(controls), time.perf_counter() - start)
 
 
 def imp_cached(arch: Any, dataset: str, preset: str, rounds: int, epochs_per_round: int,
                seed: int, *, max_train: int | None = None, optimiser: str = "paper-mnist",
                control_rounds: Sequence[int] = (), margin_q: float = 5.0, bits: int = 8,
-               delta: float = 0.05, progress: bool = True, use_cache: bool = True) -> dict:
+               delta: float = 0.05, progress: bool = True,
+               use_cache: bool = True) -> IMPExperiment:
     """:func:`run_experiment` for a width list on a data set, cached by its full configuration.
 
-    The cache entry (``prunebounds.experiments.cached_json``, kind ``"lottery-imp"``)
+    The cache entry (:func:`prunebounds.cache.cached_result`, kind ``"lottery-imp"``)
     holds only numbers (no weights); its key covers the widths, data set and sample cap,
     the preset's rates, rounds, epochs, seed, optimiser settings, control rounds, margin
     percentile, bits and delta, and the package version.
     """
-    from .data import load
-    from .experiments import cached_json
-
     widths = resolve_widths(arch)
     p = _preset(preset)
     rounds = check_int("rounds", rounds, minimum=0)
@@ -742,10 +843,10 @@ def imp_cached(arch: Any, dataset: str, preset: str, rounds: int, epochs_per_rou
               "bits": check_int("bits", bits, minimum=2),
               "delta": check_real("delta", delta, minimum=0.0, maximum=1.0)}
 
-    def compute() -> dict:
+    def compute() -> IMPExperiment:
         data = load(dataset, max_train=max_train)
         return run_experiment(widths, data, p, rounds, epochs_per_round, seed,
                               control_rounds=ks, margin_q=margin_q, bits=bits, delta=delta,
                               optimiser=optimiser, progress=progress)
 
-    return cached_json("lottery-imp", config, compute, use_cache=use_cache)
+    return cached_result("lottery-imp", config, compute, IMPExperiment, use_cache=use_cache)

@@ -1,6 +1,8 @@
 """ReLU multilayer perceptrons f_A(x) = A^L phi(A^{L-1} phi(... phi(A^1 x))).
 
-The paper's networks are fully connected ReLU networks with biases. PyTorch stores a
+The paper's networks (and LeNet-300-100, and the small smoke network) are fully
+connected ReLU networks with biases; the residual CNN and the vision transformer are in
+:mod:`prunebounds.zoo`. PyTorch stores a
 layer's weight A^l as an (out x in) matrix, i.e. d_2^l x d_1^l in the paper's
 (fan-in d_1, fan-out d_2) notation.
 """
@@ -63,19 +65,6 @@ def linear_layers(model: nn.Module) -> list[nn.Linear]:
 def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
     """Detached copies-free views of the weight matrices A^1, ..., A^L (out x in)."""
     return [layer.weight.detach() for layer in linear_layers(model)]
-
-
-def check_chain(weights: Sequence[torch.Tensor]) -> None:
-    """Raise a ParameterError unless the matrices compose: A^{l+1}.in == A^l.out."""
-    if len(weights) == 0:
-        raise ParameterError("need at least one weight matrix")
-    for l, (a, b) in enumerate(zip(weights[:-1], weights[1:]), start=1):
-        if a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[0]:
-            raise ParameterError(
-                f"weight matrices do not chain: layer {l} is {tuple(a.shape)} (out x in) "
-                f"but layer {l + 1} is {tuple(b.shape)}; layer {l + 1} must take "
-                f"{a.shape[0] if a.ndim == 2 else '?'} inputs"
-            )
 
 
 def build(arch: str | Sequence[int], seed: int) -> MLP:

@@ -11,7 +11,9 @@ through the network with the perturbation lemma of Neyshabur, Bhojanapalli & Sre
 The paper multiplies this by a product of factors Gamma_l that its main text does not
 define; :func:`authors_gamma` computes them as the authors' code does, and
 :func:`needed_margin` evaluates the authors' quantity with its factors, so a chapter can
-say which factor dominates. :func:`pruning_error` measures the true change on data.
+say which factor dominates. :func:`output_change` measures the true change of the
+outputs on data, and :class:`PruningProbe` evaluates many pruned copies of one network
+(every bound and the truth), :func:`certified_d` the largest d whose needed margin fits.
 
 Biases. Lemma (P) is stated for networks without biases; the paper's networks have
 them. :func:`augmented_weights` turns a network with biases into an equivalent bias-free
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,26 +35,25 @@ import torch
 from torch import nn
 
 from .errors import ParameterError
-from .margins import logits
-from .margins import margin_loss, margins
-from .models import check_chain, linear_layers, weight_matrices
-from .profiles import check_choice, check_int, check_real
-from .random_matrices import spectral_norm
-from .random_matrices import spectral_norms as _norms
+from .margins import error_rate, logits
+from .models import linear_layers, weight_matrices
+from .norms import max_input_norm
+from .norms import spectral_norms as _norms
+from .pruning import prune_paper
+from .validate import check_chain, check_choice, check_int, check_real
 
 __all__ = [
-    "spectral_norms",
     "perturbation_bound",
     "perturbation_condition_holds",
     "augmented_weights",
-    "max_input_norm",
     "authors_t",
     "authors_gamma",
     "MarginBreakdown",
     "needed_margin",
     "needed_margin_from_norms",
-    "PruningError",
-    "pruning_error",
+    "OutputChange",
+    "output_change",
+    "ProbeResult",
     "PruningProbe",
     "certified_d",
 ]
@@ -93,11 +94,6 @@ def _weights(x: nn.Module | Sequence[torch.Tensor], name: str) -> list[torch.Ten
         raise ParameterError(f"{name} must be a model or a list of weight tensors")
     check_chain(ws)
     return [w.detach() for w in ws]
-
-
-def spectral_norms(weights: nn.Module | Sequence[torch.Tensor]) -> list[float]:
-    """||A^l||_2 for each weight matrix (of a model, or of a list of out x in tensors)."""
-    return _norms(_weights(weights, "weights"))
 
 
 # --------------------------------------------------------------------------- the perturbation lemma
@@ -152,11 +148,6 @@ def augmented_weights(model: nn.Module) -> list[torch.Tensor]:
             top = torch.cat([top, bottom], dim=0)
         out.append(top)
     return out
-
-
-def max_input_norm(X: torch.Tensor) -> float:
-    """B = max_i ||x_i||_2 over the rows of ``X`` (each sample flattened)."""
-    return float(X.reshape(len(X), -1).to(torch.float64).norm(dim=1).max())
 
 
 # --------------------------------------------------------------------------- the authors' Gamma
@@ -231,10 +222,6 @@ class MarginBreakdown:
     gammas: tuple[float, ...]
     condition_holds: bool
 
-    def as_dict(self) -> dict:
-        """Plain dict (for tables and the results cache)."""
-        return asdict(self)
-
 
 def needed_margin(weights: nn.Module | Sequence[torch.Tensor],
                   pruned_weights: nn.Module | Sequence[torch.Tensor],
@@ -301,22 +288,19 @@ def needed_margin_from_norms(weight_norms: Sequence[float], delta_norms: Sequenc
     )
 
 
-# --------------------------------------------------------------------------- the true pruning error
+# --------------------------------------------------------------------------- the true change of the outputs
 @dataclass(frozen=True)
-class PruningError:
+class OutputChange:
     """Measured change of the outputs on a data set (maxima over the samples)."""
 
     max_correct_logit_change: float  # max_i |f(x_i)[y_i] - g(x_i)[y_i]|, the authors' measure
     max_sup_change: float            # max_i ||f(x_i) - g(x_i)||_inf
     max_l2_change: float             # max_i ||f(x_i) - g(x_i)||_2, what (P) bounds
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
-
-def pruning_error(model: nn.Module | None, pruned: nn.Module, X: torch.Tensor,
-                  y: torch.Tensor, reference_logits: torch.Tensor | None = None) -> PruningError:
-    """The true pruning error of ``pruned`` against ``model`` on (X, y).
+def output_change(model: nn.Module | None, pruned: nn.Module, X: torch.Tensor,
+                  y: torch.Tensor, reference_logits: torch.Tensor | None = None) -> OutputChange:
+    """The true change of the outputs of ``pruned`` against ``model`` on (X, y).
 
     ``max_correct_logit_change`` is the authors' "true pruning error" (``find_alpha_true``:
     the largest change of the correct-class logit over the training set); the sup-norm
@@ -329,7 +313,7 @@ def pruning_error(model: nn.Module | None, pruned: nn.Module, X: torch.Tensor,
     if len(X) != len(y) or len(X) == 0:
         raise ParameterError(f"X and y must be non-empty and of equal length, got {len(X)} "
                              f"and {len(y)}")
-    return _error_from_logits(_reference(model, X, reference_logits),
+    return _change_from_logits(_reference(model, X, reference_logits),
                               logits(pruned, X).to(torch.float64), y)
 
 
@@ -345,10 +329,10 @@ def _reference(model: nn.Module | None, X: torch.Tensor,
     return reference_logits.to(torch.float64)
 
 
-def _error_from_logits(ref: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> PruningError:
+def _change_from_logits(ref: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> OutputChange:
     diff = ref - out.to(ref.device)
     correct = diff.gather(1, y.to(diff.device).long()[:, None]).squeeze(1).abs()
-    return PruningError(
+    return OutputChange(
         max_correct_logit_change=float(correct.max()),
         max_sup_change=float(diff.abs().max(dim=1).values.max()),
         max_l2_change=float(diff.norm(dim=1).max()),
@@ -356,6 +340,36 @@ def _error_from_logits(ref: torch.Tensor, out: torch.Tensor, y: torch.Tensor) ->
 
 
 # --------------------------------------------------------------------------- sweeps over pruned copies
+@dataclass(frozen=True)
+class ProbeResult:
+    """What :meth:`PruningProbe.evaluate` measures for one pruned copy.
+
+    Attributes:
+        kept: kept fraction per layer.
+        mean_sq_delta: mean of Delta_ij^2 per layer.
+        delta_norms: ||Delta^l||_2 per layer.
+        authors: the authors' needed margin with its factors (with Gamma).
+        textbook: Lemma (P) on the bias-augmented network, B~ = sqrt(B^2 + 1), no Gamma:
+            a theorem when ``textbook_condition`` holds.
+        textbook_condition: ||Delta^l||_2 <= ||A~^l||_2 / L for every layer.
+        max_correct_logit_change, max_sup_change, max_l2_change: the fields of
+            :class:`OutputChange` on the training set; ``None`` unless measured.
+        train_error: the pruned network's error rate on the training set
+            (:func:`prunebounds.margins.error_rate`); ``None`` unless measured.
+    """
+
+    kept: tuple[float, ...]
+    mean_sq_delta: tuple[float, ...]
+    delta_norms: tuple[float, ...]
+    authors: MarginBreakdown
+    textbook: float
+    textbook_condition: bool
+    max_correct_logit_change: float | None = None
+    max_sup_change: float | None = None
+    max_l2_change: float | None = None
+    train_error: float | None = None
+
+
 class PruningProbe:
     """Evaluate many pruned copies of one network: every bound of this module and the truth.
 
@@ -368,7 +382,7 @@ class PruningProbe:
     Args:
         model: the trained (unpruned) network.
         X, y: the training set (the bounds are about it; B and m are taken from it).
-        norm_method: ``"svd"`` or ``"lanczos"`` (:func:`prunebounds.random_matrices.spectral_norm`).
+        norm_method: ``"svd"`` or ``"lanczos"`` (:func:`prunebounds.norms.spectral_norm`).
         gamma_method: ``"bisect"`` (the authors' numbers) or ``"closed"``, for Gamma_l.
     """
 
@@ -416,19 +430,11 @@ class PruningProbe:
                                         with_gamma=True, gamma_method=self.gamma_method)
 
     def evaluate(self, pruned: nn.Module | Sequence[torch.Tensor], *,
-                 true_error: bool = True) -> dict:
+                 true_error: bool = True) -> ProbeResult:
         """Bounds (and, if ``true_error``, the measured change) for one pruned copy.
 
         ``pruned`` is a pruned copy of the model, or only its weight matrices when
-        ``true_error`` is False.
-
-        Returns a JSON-able dict: ``kept`` (kept fraction per layer), ``mean_sq_delta``
-        (mean of Delta_ij^2 per layer), ``delta_norms``, ``authors`` (the
-        :class:`MarginBreakdown` of the authors' needed margin, with Gamma),
-        ``textbook`` (Lemma (P) on the bias-augmented network, B~ = sqrt(B^2 + 1), no
-        Gamma: a theorem when ``textbook_condition`` holds), ``textbook_condition``, and
-        with ``true_error`` the :class:`PruningError` fields plus ``train_error`` (the
-        pruned network's classification error on X).
+        ``true_error`` is False. Returns a :class:`ProbeResult`.
         """
         P = _weights(pruned, "pruned")
         dn = self.delta_norms(pruned)
@@ -436,23 +442,27 @@ class PruningProbe:
                                            self.m, with_gamma=True,
                                            gamma_method=self.gamma_method)
         b_aug = math.sqrt(self.input_norm ** 2 + 1.0)
-        out = {
-            "kept": [float(torch.count_nonzero(p)) / p.numel() for p in P],
-            "mean_sq_delta": [float(((a - p.to(torch.float64)) ** 2).mean())
-                              for a, p in zip(self.weights, P)],
-            "delta_norms": dn,
-            "authors": authors.as_dict(),
-            "textbook": perturbation_bound(self.augmented_norms, dn, b_aug),
-            "textbook_condition": perturbation_condition_holds(self.augmented_norms, dn),
-        }
+        change, train_error = None, None
         if true_error:
             if not isinstance(pruned, nn.Module):
                 raise ParameterError("true_error=True needs the pruned model, not only its "
                                      "weight matrices")
             out_logits = logits(pruned, self.X).to(torch.float64)
-            out.update(_error_from_logits(self.reference_logits, out_logits, self.y).as_dict())
-            out["train_error"] = margin_loss(margins(out_logits, self.y.to(out_logits.device)), 0.0)
-        return out
+            change = _change_from_logits(self.reference_logits, out_logits, self.y)
+            train_error = error_rate(out_logits, self.y)
+        return ProbeResult(
+            kept=tuple(float(torch.count_nonzero(p)) / p.numel() for p in P),
+            mean_sq_delta=tuple(float(((a - p.to(torch.float64)) ** 2).mean())
+                                for a, p in zip(self.weights, P)),
+            delta_norms=tuple(dn),
+            authors=authors,
+            textbook=perturbation_bound(self.augmented_norms, dn, b_aug),
+            textbook_condition=perturbation_condition_holds(self.augmented_norms, dn),
+            max_correct_logit_change=None if change is None else change.max_correct_logit_change,
+            max_sup_change=None if change is None else change.max_sup_change,
+            max_l2_change=None if change is None else change.max_l2_change,
+            train_error=train_error,
+        )
 
 
 def certified_d(probe: PruningProbe, model: nn.Module, margin: float, seed: int,
@@ -466,8 +476,6 @@ def certified_d(probe: PruningProbe, model: nn.Module, margin: float, seed: int,
     margin grows with d in practice and bisection applies. Returns 0.0 if ``margin``
     <= 0 (no pruning fits inside a negative margin) and ``d_max`` if even d_max fits.
     """
-    from .pruning import prune_paper
-
     margin = check_real("margin", margin)
     d_max = check_real("d_max", d_max, minimum=0.0)
     rel_tol = check_real("rel_tol", rel_tol, minimum=1e-12)
@@ -475,7 +483,7 @@ def certified_d(probe: PruningProbe, model: nn.Module, margin: float, seed: int,
         return 0.0
 
     def needed(d: float) -> float:
-        return probe.evaluate(prune_paper(model, d, seed), true_error=False)["authors"]["value"]
+        return probe.needed_margin(prune_paper(model, d, seed)).value
 
     if needed(d_max) <= margin:
         return d_max

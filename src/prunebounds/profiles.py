@@ -1,4 +1,4 @@
-"""Run sizes ("profiles") and the validation of every chapter's parameters.
+"""Run sizes ("profiles"): every size knob of the book, and the chapters' overrides.
 
 A chapter's ``parameters`` cell names a profile (``smoke``, ``quick`` or ``full``) and
 may override single fields; :func:`resolve` merges the two and checks every value, so a
@@ -10,12 +10,15 @@ The profile can also come from the environment variable ``PRUNEBOUNDS_PROFILE``
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from .data import DATASETS
 from .errors import ParameterError
+from .models import ARCHITECTURES
+from .train import OPTIMISERS
+from .validate import check_choice, check_epochs, check_int, check_real, names
 
 ENV_VAR = "PRUNEBOUNDS_PROFILE"
 DEFAULT_PROFILE = "quick"
@@ -78,47 +81,6 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def _names(options) -> str:
-    return ", ".join(sorted(options))
-
-
-def check_choice(name: str, value: Any, options) -> str:
-    """Return ``value`` if it is one of ``options``, else raise naming them."""
-    if not isinstance(value, str) or value not in options:
-        raise ParameterError(
-            f"unknown {name} {value!r}; valid values: {_names(options)}"
-        )
-    return value
-
-
-def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
-    """Return ``value`` as an int if it is an integer (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ParameterError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
-
-
-def check_real(name: str, value: Any, *, minimum: float | None = None,
-               maximum: float | None = None) -> float:
-    """Return ``value`` as a float if it is a finite real number within the bounds."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ParameterError(f"{name} must be finite, got {value}")
-    if minimum is not None and value < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ParameterError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
 def from_environment(default: str = DEFAULT_PROFILE) -> str:
     """The profile named by ``PRUNEBOUNDS_PROFILE``, or ``default``."""
     return os.environ.get(ENV_VAR, "").strip() or default
@@ -131,17 +93,13 @@ def resolve(profile: str | None = None, **overrides: Any) -> Profile:
         ParameterError: unknown profile, data set, architecture or optimiser; a size
             that is not a positive integer; a seed that is not an integer.
     """
-    from .data import DATASETS
-    from .models import ARCHITECTURES
-    from .train import OPTIMISERS
-
     name = from_environment() if profile is None else profile
     base = PROFILES[check_choice("profile", name, PROFILES)]
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Profile)} - {"name"}
     if unknown:
         raise ParameterError(
-            f"unknown parameter(s) {_names(unknown)}; valid: "
-            f"{_names(f.name for f in dataclasses.fields(Profile) if f.name != 'name')}"
+            f"unknown parameter(s) {names(unknown)}; valid: "
+            f"{names(f.name for f in dataclasses.fields(Profile) if f.name != 'name')}"
         )
     chosen = {k: v for k, v in overrides.items() if v is not None and k != "name"}
     p = base.replace(**chosen)
@@ -158,10 +116,3 @@ def resolve(profile: str | None = None, **overrides: Any) -> Profile:
         snapshots=check_epochs("snapshots", p.snapshots),
     )
 
-
-def check_epochs(name: str, value: Any) -> tuple[int, ...]:
-    """``value`` (an integer or a list of them, each >= 1) as a sorted tuple without repeats."""
-    items = [value] if isinstance(value, numbers.Integral) else value
-    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
-        raise ParameterError(f"{name} must be a list of epochs (integers >= 1), got {value!r}")
-    return tuple(sorted({check_int(f"{name} epoch", e, minimum=1) for e in items}))

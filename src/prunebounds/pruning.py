@@ -11,7 +11,8 @@ and kept entries are **not** rescaled. Large weights are almost surely kept, lar
 prunes more, and d = 0 keeps everything. Biases are never pruned.
 
 Under the paper's assumption that the entries of W are i.i.d. N(0, Psi), every
-quantity of the rule is a Gaussian integral. The one identity used throughout is, for
+quantity of the rule is a Gaussian integral; the expected kept fraction chi(d) and its
+inverse (:func:`expected_keep_fraction`, :func:`d_for_keep`) live here and nowhere else. The one identity used throughout is, for
 W ~ N(0, Psi) and s^2 = Psi d / (d + 2) (the variance of the "tilted" Gaussian),
 
     E[ g(W) exp(-W^2/(d Psi)) ] = sqrt(d/(d+2)) * E[ g(s Z) ],   Z ~ N(0, 1),    (G)
@@ -43,10 +44,11 @@ from torch.nn.utils import prune
 
 from .errors import ParameterError
 from .models import linear_layers
-from .profiles import check_choice, check_int, check_real
+from .validate import check_choice, check_int, check_real
 
 __all__ = [
     "expected_keep_fraction",
+    "d_for_keep",
     "keep_probability",
     "drop_threshold",
     "error_second_moment",
@@ -111,6 +113,21 @@ def expected_keep_fraction(d):
     """
     d = _nonnegative("d", d)
     return 1.0 - _ratio(d) ** 0.5
+
+
+def d_for_keep(keep: float) -> float:
+    """The inverse of chi: the d with chi(d) = ``keep`` (:func:`expected_keep_fraction`).
+
+    Inverts chi(d) = 1 - sqrt(d/(d+2)): with s = (1 - keep)^2 = d/(d+2),
+    d = 2 s / (1 - s). keep = 1 gives d = 0 (nothing pruned); keep = 0.8 (one round at
+    20% of iterative pruning) gives d = 1/12 = 0.0833. Raises for keep = 0 (no finite d
+    prunes everything).
+    """
+    c = check_real("keep", keep, minimum=0.0, maximum=1.0)
+    if c == 0.0:
+        raise ParameterError("keep must be > 0: no finite d prunes every weight")
+    s = (1.0 - c) ** 2
+    return 2.0 * s / (1.0 - s)
 
 
 def keep_probability(w, d: float, psi: float):

@@ -1,4 +1,4 @@
-"""Spectral norm of a random matrix with independent entries (the paper's Lemma 4.1, reconstructed).
+"""Bounds on the spectral norm of a random matrix with independent entries (Lemma 4.1, reconstructed).
 
 The paper bounds the spectral norm of the pruning error Delta = W - W_hat, a matrix with
 independent, mean-zero, symmetric entries (see :mod:`prunebounds.pruning`), with
@@ -15,13 +15,15 @@ this project; the bounds below are the ones it is built from, each cited to its 
 
 All functions take the matrix of entrywise moments (numpy array or torch tensor of the
 matrix's shape) and return Python floats; ``*_iid`` variants take one value per moment.
+The spectral norms these bounds are compared with are measured by
+:func:`prunebounds.norms.spectral_norm`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,12 +31,12 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from .errors import ParameterError
-from .profiles import check_choice, check_int, check_real
+from .pruning import error_fourth_moment, error_lp_norm, error_second_moment
+from .validate import check_choice, check_int, check_real
 
 __all__ = [
-    "spectral_norm",
-    "spectral_norms",
     "asymptotic_norm_iid",
+    "ErrorNormBounds",
     "pruning_error_norm_bounds",
     "latala_bound",
     "latala_bound_iid",
@@ -47,15 +49,6 @@ __all__ = [
     "markov_factor",
     "markov_probability",
 ]
-
-#: Krylov-space size of the Lanczos spectral norm (:func:`spectral_norm`).
-LANCZOS_NCV = 8
-#: Largest short side for which :func:`spectral_norm` uses the Gram matrix.
-GRAM_MAX_SIDE = 32
-#: Largest fraction of non-zeros for which :func:`spectral_norm` multiplies in CSR form
-#: (measured on 784 x 784 matrices: above about 2% the dense product, at about 0.1 ms,
-#: is faster than building the CSR copy and multiplying with it).
-SPARSE_DENSITY = 0.02
 
 #: The constant of Bandeira & van Handel (2016), Theorem 1.1: C(eps) = 6/sqrt(log(1+eps)).
 BVH_CONSTANT = 6.0
@@ -79,92 +72,6 @@ def _moment_matrix(name: str, x: Any) -> np.ndarray:
     return a
 
 
-def spectral_norm(X: Any, method: str = "lanczos") -> float:
-    """||X||_2, the largest singular value (of a torch tensor or numpy array), in float64.
-
-    ``method="svd"`` computes it with ``torch.linalg.matrix_norm(X, ord=2)`` (all
-    singular values, LAPACK). ``method="lanczos"`` (the default) computes only the largest one with
-    ARPACK's Lanczos bidiagonalisation (``scipy.sparse.linalg.svds``, k = 1, tol = 0, a
-    fixed start vector, so the result is reproducible); it agrees with ``"svd"`` to
-    about 1e-12 relative (tested, also on a nearly flat spectrum) and is many times
-    faster on the 784 x 784 layers of the paper's network. Two choices make it fast
-    there: a Krylov space of ``LANCZOS_NCV`` vectors (ARPACK's default of 20 costs more
-    per restart than it saves in iterations on these matrices), and a sparse (CSR)
-    copy as the operator when at most ``SPARSE_DENSITY`` of the entries are non-zero,
-    as in a pruning error at small d. A matrix with a side of at most ``GRAM_MAX_SIDE``
-    takes the square root of the top eigenvalue of its small Gram matrix instead
-    (LAPACK, exact to rounding). (scipy's PROPACK solver was faster still, but
-    returned values off by up to 1e-7 relative on flat-topped spectra and 1e-5 on
-    10-column matrices without an error, so it is not used.) Matrices with a side
-    below 3 and any ARPACK failure fall back to ``"svd"``.
-    """
-    method = check_choice("method", method, ("svd", "lanczos"))
-    if not isinstance(X, torch.Tensor):
-        X = torch.as_tensor(np.asarray(X, dtype=np.float64))
-    if X.ndim != 2:
-        raise ParameterError(f"spectral_norm needs a 2-D matrix, got shape {tuple(X.shape)}")
-    X = X.detach().to(torch.float64)
-    if method == "lanczos" and min(X.shape) >= 3:
-        from scipy.sparse.linalg import ArpackError, svds
-
-        A = X.cpu().numpy()
-        if not A.any():
-            return 0.0
-        if min(A.shape) <= GRAM_MAX_SIDE:   # e.g. the 10 x 784 output layer
-            G = A @ A.T if A.shape[0] <= A.shape[1] else A.T @ A
-            return float(math.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0)))
-        if np.count_nonzero(A) <= SPARSE_DENSITY * A.size:
-            from scipy.sparse import csr_matrix
-            A = csr_matrix(A)
-        v0 = np.random.default_rng(0).standard_normal(min(A.shape))
-        ncv = LANCZOS_NCV if min(A.shape) > 2 * LANCZOS_NCV else None
-        try:
-            s = svds(A, k=1, tol=0, v0=v0, ncv=ncv, return_singular_vectors=False,
-                     solver="arpack")
-            return float(s[0])
-        except (ArpackError, ValueError):  # no convergence: use the full SVD
-            pass
-    return float(torch.linalg.matrix_norm(X, ord=2))
-
-
-def spectral_norms(matrices: Sequence[Any], method: str = "lanczos",
-                   workers: int | None = None) -> list[float]:
-    """:func:`spectral_norm` of each matrix, several at a time; the same values, in order.
-
-    Each norm is an independent, deterministic computation, so running them in
-    ``workers`` threads (default: as many as torch uses, at most one per matrix) changes
-    only the time: the Lanczos iterations spend most of it in matrix-vector products,
-    which release the GIL. While the threads run, the BLAS library is limited to one
-    thread each (``threadpoolctl``), so the threads do not compete with its own. (With
-    SciPy >= 1.15 ARPACK keeps its state per call; older versions serialize it with a
-    lock, which is still correct.)
-    """
-    mats = list(matrices)
-    check_choice("method", method, ("svd", "lanczos"))
-    n = min(len(mats), torch.get_num_threads() if workers is None
-            else check_int("workers", workers, minimum=1))
-    if n <= 1:
-        return [spectral_norm(x, method) for x in mats]
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        return list(_thread_pool(n).map(lambda x: spectral_norm(x, method), mats))
-
-
-@functools.lru_cache(maxsize=None)
-def _thread_pool(n: int):
-    """One pool of ``n`` threads per size, kept for the life of the process."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(n, thread_name_prefix="spectral-norm")
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries (found once, a few ms)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def asymptotic_norm_iid(n_rows: int, n_cols: int, m2: float) -> float:
     """sqrt(m2) (sqrt(n_rows) + sqrt(n_cols)): the large-matrix limit of ||X||_2.
 
@@ -183,13 +90,24 @@ def asymptotic_norm_iid(n_rows: int, n_cols: int, m2: float) -> float:
 SYMMETRIC_ALPHAS = (3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 
 
-def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) -> dict:
+@dataclass(frozen=True)
+class ErrorNormBounds:
+    """The bounds of :func:`pruning_error_norm_bounds` on E||Delta||_2 (and the limit)."""
+
+    latala_c1: float      # Latala with the unknown universal C shown as 1
+    bvh_gaussian: float   # Bandeira-van Handel, Gaussian version: a heuristic for Delta
+    bvh_symmetric: float  # Bandeira-van Handel for symmetric entries: a theorem for Delta
+    frobenius: float      # sqrt(sum E Delta^2): a theorem for any entries
+    asymptotic: float     # the large-matrix value sqrt(m2)(sqrt(n) + sqrt(m)), not a bound
+
+
+def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) -> ErrorNormBounds:
     """Every bound of this module on E||Delta||_2 for a pruned i.i.d. N(0, psi) matrix.
 
     Delta = W - W_hat with W_ij ~ N(0, psi) i.i.d. pruned by the paper's rule with
     parameter d has i.i.d. symmetric entries with E Delta^2 = psi (d/(d+2))^{3/2},
     E Delta^4 = 3 psi^2 (d/(d+2))^{5/2} and E|Delta|^p from
-    :func:`prunebounds.pruning.error_abs_moment`. Returns a dict with
+    :func:`prunebounds.pruning.error_abs_moment`. Returns an :class:`ErrorNormBounds`:
 
     * ``latala_c1``: :func:`latala_bound_iid` with the unknown universal C shown as 1;
     * ``bvh_gaussian``: :func:`bandeira_van_handel_bound_iid`, ``version="gaussian"``,
@@ -203,8 +121,6 @@ def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) ->
     All are bounds on the *expectation*; Markov's inequality (:func:`markov_factor`)
     turns them into high-probability bounds.
     """
-    from .pruning import error_fourth_moment, error_lp_norm, error_second_moment
-
     n_rows = check_int("n_rows", n_rows, minimum=1)
     n_cols = check_int("n_cols", n_cols, minimum=1)
     d = check_real("d", d, minimum=0.0)
@@ -212,8 +128,8 @@ def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) ->
     m2 = float(error_second_moment(d, psi))
     m4 = float(error_fourth_moment(d, psi))
     if m2 == 0.0:
-        return dict(latala_c1=0.0, bvh_gaussian=0.0, bvh_symmetric=0.0, frobenius=0.0,
-                    asymptotic=0.0)
+        return ErrorNormBounds(latala_c1=0.0, bvh_gaussian=0.0, bvh_symmetric=0.0,
+                               frobenius=0.0, asymptotic=0.0)
 
     def p_norm(p: int) -> float:
         return error_lp_norm(d, psi, p)
@@ -221,7 +137,7 @@ def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) ->
     symmetric = min(bandeira_van_handel_bound_iid(n_rows, n_cols, m2, version="symmetric",
                                                   alpha=a, abs_moment_norm=p_norm)
                     for a in SYMMETRIC_ALPHAS)
-    return dict(
+    return ErrorNormBounds(
         latala_c1=latala_bound_iid(n_rows, n_cols, m2, m4),
         bvh_gaussian=bandeira_van_handel_bound_iid(n_rows, n_cols, m2, eps="best"),
         bvh_symmetric=float(symmetric),

@@ -6,7 +6,7 @@ Three small tools for the chapter "What the reviewers asked":
   magnitude pruning at the same per-layer sparsity and by random pruning at the same
   sparsity, and reports the authors' needed margin, ||Delta^l||_2, the true logit
   change and the test error of each;
-* :func:`margin_terms` trains (through :func:`prunebounds.experiments.train_cached`) a
+* :func:`margin_terms` trains (through :func:`prunebounds.runs.train_cached`) a
   network of given widths, prunes it by (R) at a fixed d and returns the factors of the
   authors' needed margin and the sketch size q of Theorem 5.2 (reconstructed);
 * :func:`student_t_rule` gives the kept fraction and E[Delta^2] of rule (R) when the
@@ -16,23 +16,22 @@ Three small tools for the chapter "What the reviewers asked":
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from . import bounds, margins, models, pruning
+from . import margins, models, pruning
 from .errors import ParameterError
-from .experiments import RunConfig, train_cached
-from .gaussianity import rule_expectations_quad
-from .perturbation import PruningProbe, max_input_norm, needed_margin
-from .profiles import check_int, check_real
+from .gaussianity import RuleExpectations, rule_expectations_quad
+from .norms import max_input_norm, spectral_norm
+from .perturbation import PruningProbe, needed_margin
+from .runs import RunConfig, train_cached
+from .sketching import sketch_sizes
+from .validate import check_int, check_real
 
 RULES = ("paper", "magnitude", "random")
-
-
-def _test_error(model, X, y) -> float:
-    return margins.margin_loss(margins.margins(margins.logits(model, X), y), 0.0)
 
 
 def pruned_by_rules(model: torch.nn.Module, d: float, seed: int) -> dict:
@@ -52,17 +51,38 @@ def pruned_by_rules(model: torch.nn.Module, d: float, seed: int) -> dict:
             "random": pruning.prune_random(model, frac, seed)}
 
 
+@dataclass(frozen=True)
+class RuleComparison:
+    """One (d, rule) row of :func:`compare_rules`."""
+
+    d: float
+    rule: str
+    kept: float                       # mean kept fraction over the layers
+    kept_layers: tuple[float, ...]
+    delta_norms: tuple[float, ...]    # ||Delta^l||_2
+    needed: float                     # the authors' needed margin
+    true_change: float                # max |change of the correct-class logit|, training set
+    l2_change: float                  # max ||change of the logits||_2, training set
+    train_error: float
+    test_error: float
+    delta_fro: tuple[float, ...]      # ||Delta^l||_F
+    nnz: int
+    q: float                          # sketch size sum_l k_out k_in
+    dead_rows: int
+
+
 def compare_rules(model: torch.nn.Module, probe: PruningProbe, ds: Sequence[float], seed: int,
-                  X_test: torch.Tensor, y_test: torch.Tensor) -> list[dict]:
+                  X_test: torch.Tensor, y_test: torch.Tensor) -> list[RuleComparison]:
     """For each d and each rule of :data:`RULES`: needed margin, ||Delta||, truth, test error.
 
     The authors' needed margin e B prod||A|| sum ||Delta||/||A|| prod Gamma (brief,
     "Pruning error") is evaluated for every rule, although its derivation (independent
     mean-zero error, Lemma 4.1 reconstructed) only covers the paper's rule: the
     deterministic rule's error is a function of the weights, not an independent draw.
-    Returns one JSON-able row per (d, rule); besides the above it holds the Frobenius
-    norms ||Delta^l||_F, the number of non-zeros, the sketch size q
-    (:func:`prunebounds.bounds.sketch_sizes`) and the number of all-zero rows.
+    Returns one :class:`RuleComparison` per (d, rule); besides the above it holds the
+    Frobenius norms ||Delta^l||_F, the number of non-zeros, the sketch size q
+    (:func:`prunebounds.sketching.sketch_sizes`) and the number of all-zero rows. Error
+    rates are :func:`prunebounds.margins.error_rate`.
     """
     rows = []
     for d in ds:
@@ -70,31 +90,48 @@ def compare_rules(model: torch.nn.Module, probe: PruningProbe, ds: Sequence[floa
         for rule, g in pruned_by_rules(model, d, seed).items():
             ev = probe.evaluate(g, true_error=True)
             Wg = models.weight_matrices(g)
-            fro = [math.sqrt(m2 * w.numel()) for m2, w in zip(ev["mean_sq_delta"], Wg)]
-            rows.append({"d": d, "rule": rule, "kept": float(np.mean(ev["kept"])),
-                         "kept_layers": ev["kept"], "delta_norms": ev["delta_norms"],
-                         "needed": ev["authors"]["value"],
-                         "true_change": ev["max_correct_logit_change"],
-                         "l2_change": ev["max_l2_change"],
-                         "train_error": ev["train_error"],
-                         "test_error": _test_error(g, X_test, y_test),
-                         "delta_fro": fro, "nnz": int(sum(int(torch.count_nonzero(w))
-                                                          for w in Wg)),
-                         "q": float(sum(s.n_params for s in bounds.sketch_sizes(Wg))),
-                         "dead_rows": int(sum(int((w.abs().sum(dim=1) == 0).sum())
-                                              for w in Wg))})
+            fro = [math.sqrt(m2 * w.numel()) for m2, w in zip(ev.mean_sq_delta, Wg)]
+            rows.append(RuleComparison(
+                d=d, rule=rule, kept=float(np.mean(ev.kept)), kept_layers=ev.kept,
+                delta_norms=ev.delta_norms, needed=ev.authors.value,
+                true_change=ev.max_correct_logit_change, l2_change=ev.max_l2_change,
+                train_error=ev.train_error,
+                test_error=margins.error_rate(margins.logits(g, X_test), y_test),
+                delta_fro=tuple(fro), nnz=int(sum(int(torch.count_nonzero(w)) for w in Wg)),
+                q=float(sum(s.n_params for s in sketch_sizes(Wg))),
+                dead_rows=int(sum(int((w.abs().sum(dim=1) == 0).sum()) for w in Wg))))
     return rows
 
 
+@dataclass(frozen=True)
+class MarginTerms:
+    """The factors of the authors' needed margin for one trained network (:func:`margin_terms`)."""
+
+    widths: tuple[int, ...]
+    depth: int
+    needed: float
+    e_times_b: float
+    product_of_norms: float
+    sum_of_ratios: float
+    product_of_gammas: float
+    weight_norms: tuple[float, ...]
+    delta_norms: tuple[float, ...]
+    gamma: float          # the margin_q-th percentile of the training margins
+    test_error: float
+    q: float              # sketch size sum_l k_out k_in
+    n_weights: int
+    nnz: int
+
+
 def margin_terms(cfg: RunConfig, data, d: float, seed: int, margin_q: float = 5.0,
-                 progress: bool = False) -> dict:
+                 progress: bool = False) -> MarginTerms:
     """Train (cached) the network ``cfg`` and return the needed margin's factors at d.
 
     The factors of the authors' needed margin (:class:`MarginBreakdown`): e B,
     prod_l ||A^l||_2, sum_l ||Delta^l||_2/||A^l||_2, prod_l Gamma_l, their product
     ``needed``; beside them the robust margin gamma (``margin_q``-th percentile of the
     training margins), the test error, the sketch size q = sum_l k_out k_in of
-    :func:`prunebounds.bounds.sketch_sizes` and the number of weights. ``data`` must be
+    :func:`prunebounds.sketching.sketch_sizes` and the number of weights. ``data`` must be
     the data set ``cfg`` trains on (its training split gives B and m).
     """
     d = check_real("d", d, minimum=0.0)
@@ -106,16 +143,15 @@ def margin_terms(cfg: RunConfig, data, d: float, seed: int, margin_q: float = 5.
     W, Wg = models.weight_matrices(net), models.weight_matrices(g)
     nm = needed_margin(W, Wg, max_input_norm(X), len(X))
     m_tr = margins.margins(margins.logits(net, X), y)
-    sizes = bounds.sketch_sizes(Wg)
-    return {"widths": list(cfg.widths), "depth": len(W), "needed": nm.value,
-            "e_times_b": nm.e_times_b, "product_of_norms": nm.product_of_norms,
-            "sum_of_ratios": nm.sum_of_ratios, "product_of_gammas": nm.product_of_gammas,
-            "weight_norms": list(nm.weight_norms), "delta_norms": list(nm.delta_norms),
-            "gamma": margins.margin_percentile(m_tr, margin_q),
-            "test_error": _test_error(net, data.test.X, data.test.y),
-            "q": float(sum(s.n_params for s in sizes)),
-            "n_weights": int(sum(w.numel() for w in W)),
-            "nnz": int(sum(int(torch.count_nonzero(w)) for w in Wg))}
+    sizes = sketch_sizes(Wg)
+    return MarginTerms(
+        widths=tuple(cfg.widths), depth=len(W), needed=nm.value, e_times_b=nm.e_times_b,
+        product_of_norms=nm.product_of_norms, sum_of_ratios=nm.sum_of_ratios,
+        product_of_gammas=nm.product_of_gammas, weight_norms=nm.weight_norms,
+        delta_norms=nm.delta_norms, gamma=margins.margin_percentile(m_tr, margin_q),
+        test_error=margins.model_error_rate(net, data.test.X, data.test.y),
+        q=float(sum(s.n_params for s in sizes)), n_weights=int(sum(w.numel() for w in W)),
+        nnz=int(sum(int(torch.count_nonzero(w)) for w in Wg)))
 
 
 def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
@@ -138,12 +174,14 @@ def student_t_scale(df: float, variance: float) -> float:
     return math.sqrt(variance * (df - 2.0) / df)
 
 
-def student_t_rule(df: float, d: float, psi: float = 1.0) -> dict[str, float]:
+def student_t_rule(df: float, d: float, psi: float = 1.0) -> RuleExpectations:
     """Kept fraction and E[Delta^2] of rule (R) for weights ~ s T_df with variance Psi (ours).
 
     By quadrature (:func:`prunebounds.gaussianity.rule_expectations_quad`) of
     1 - E exp(-W^2/(d Psi)) and E W^2 exp(-W^2/(d Psi)); ``df = inf`` is the Gaussian
-    limit, where the paper's closed forms chi(d) and Psi (d/(d+2))^{3/2} hold.
+    limit, where the paper's closed forms chi(d) and Psi (d/(d+2))^{3/2} hold. Returns
+    all four integrals of :func:`prunebounds.gaussianity.rule_expectations_quad` (the
+    chapter uses ``keep`` and ``m2``).
     """
     psi = check_real("psi", psi, minimum=0.0)
     if math.isinf(df):
@@ -158,12 +196,20 @@ def student_t_rule(df: float, d: float, psi: float = 1.0) -> dict[str, float]:
 
         def pdf(w: float) -> float:  # the Student-t density, as scipy.stats.t(df, scale=s)
             return math.exp(log_c - (df + 1) / 2 * math.log1p((w / s) ** 2 / df))
-    out = rule_expectations_quad(pdf, d, psi)
-    return {"keep": out["keep"], "m2": out["m2"]}
+    return rule_expectations_quad(pdf, d, psi)
+
+
+@dataclass(frozen=True)
+class MonteCarloRule:
+    """One Monte Carlo draw of rule (R) on a matrix (see :func:`student_t_monte_carlo`)."""
+
+    keep: float         # kept fraction
+    m2: float           # mean of Delta_ij^2
+    delta_norm: float   # ||Delta||_2
 
 
 def student_t_monte_carlo(df: float, d: float, shape: tuple[int, int], seed: int,
-                          psi: float = 1.0) -> dict[str, float]:
+                          psi: float = 1.0) -> MonteCarloRule:
     """Monte Carlo of :func:`student_t_rule` on one matrix, plus its ||Delta||_2 (ours).
 
     Draws a ``shape`` matrix of s T_df entries with variance Psi, prunes it by rule (R)
@@ -180,5 +226,5 @@ def student_t_monte_carlo(df: float, d: float, shape: tuple[int, int], seed: int
     W = w.reshape(shape)
     keep = rng.random(shape) < pruning.keep_probability(W, d, float(W.var()))
     delta = np.where(keep, 0.0, W)
-    return {"keep": float(keep.mean()), "m2": float((delta ** 2).mean()),
-            "delta_norm": float(np.linalg.norm(delta, 2))}
+    return MonteCarloRule(keep=float(keep.mean()), m2=float((delta ** 2).mean()),
+                          delta_norm=spectral_norm(delta))

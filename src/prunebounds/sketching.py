@@ -21,9 +21,9 @@ of Arora et al.'s compression framework.
 
 Two solvers are given: :func:`recover_linprog` (exact linear program, small sizes) and
 :func:`recover_first_order` (Douglas-Rachford splitting that applies A and B
-separately, for layer-sized matrices).  The counting functions at the end compare the
-description length of a pruned layer under the different schemes (reviewers' question
-"does sketching beat plain sparse storage?").
+separately, for layer-sized matrices).  The sketch sizes that the paper's bound counts
+(:func:`theory_sketch_size`, :func:`sketch_sizes`) close the module; the counts of the
+other storage schemes are in :mod:`prunebounds.counting`.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ import numpy as np
 import scipy.sparse as sparse
 import torch
 from scipy.optimize import linprog
-from scipy.special import gammaln
 
+from .counting import count_sketch
 from .errors import ParameterError
-from .profiles import check_int, check_real
+from .sparsity import nonzeros_per_col, nonzeros_per_row
+from .validate import check_int, check_real, check_weights
 
 Matrix = Any  # a 2-D numpy.ndarray or torch.Tensor
 
@@ -432,9 +433,7 @@ def _douglas_rachford(Y: Matrix, A: Matrix, B: Matrix, gamma: float | None,
     return done(S, max_iter, residuals, False, False, "max_iter reached", gap)
 
 
-# ----------------------------------------------------------------- sizes and counts
-
-
+# ----------------------------------------------------------------- sketch sizes
 def theory_sketch_size(j: float, p: int, c: float = 1.0) -> float:
     """k = c sqrt(j p) log p, the sketch size of Dasarathy et al. (2015) (natural log).
 
@@ -447,41 +446,55 @@ def theory_sketch_size(j: float, p: int, c: float = 1.0) -> float:
     return c * math.sqrt(j * p) * math.log(p)
 
 
-def count_dense(d1: int, d2: int) -> int:
-    """Parameters of a dense d1 x d2 layer: d1 d2."""
-    return check_int("d1", d1, minimum=1) * check_int("d2", d2, minimum=1)
+@dataclass(frozen=True)
+class SketchSize:
+    """The sketch of one pruned layer (Dasarathy et al. 2015), as the paper counts it.
 
-
-def count_sketch(k1: int, k2: int) -> int:
-    """Parameters of a k1 x k2 sketch A X B^T (Theorem 5.2's k_l^2 when k1 = k2)."""
-    return check_int("k1", k1, minimum=1) * check_int("k2", k2, minimum=1)
-
-
-def count_sparse_positions_bits(d1: int, d2: int, alpha: int,
-                                bits_per_value: float) -> float:
-    """Bits to store a d1 x d2 matrix with ``alpha`` non-zeros by plain counting.
-
-    log2 C(d1 d2, alpha) bits name the positions, plus ``bits_per_value`` for each
-    non-zero value: the counting argument of the paper's Lemma D.1 (log C(n, a) is
-    computed with ``scipy.special.gammaln``; about alpha log2(d1 d2 / alpha) + 1.44 alpha).
+    Attributes:
+        shape: the layer's (out, in) shape.
+        j: the largest number of non-zeros in any row or column of the pruned layer.
+        p: the side of the square matrix the layer is padded to, max(out, in).
+        k_theory: c sqrt(j p) ln p (:func:`theory_sketch_size`).
+        k_out, k_in: the sketch's sides, ceil(k_theory) capped at out and in.
+        capped: True if the cap binds on either side (the theory size exceeds the
+            layer's dimension there, so that side is not compressed at all).
+        n_params: k_out * k_in, the numbers stored for this layer
+            (:func:`prunebounds.counting.count_sketch`).
     """
-    n = count_dense(d1, d2)
-    alpha = check_int("alpha", alpha, minimum=0)
-    if alpha > n:
-        raise ParameterError(f"alpha must satisfy 0 <= alpha <= d1*d2 = {n}, got {alpha}")
-    bits = check_real("bits_per_value", bits_per_value, minimum=0.0)
-    log_comb = gammaln(n + 1) - gammaln(alpha + 1) - gammaln(n - alpha + 1)
-    return float(log_comb / math.log(2) + alpha * bits)
+
+    shape: tuple[int, int]
+    j: int
+    p: int
+    k_theory: float
+    k_out: int
+    k_in: int
+    capped: bool
+    n_params: int
 
 
-def count_authors(d1: int, d2: int, keep: float) -> float:
-    """The authors' per-layer parameter count q_l = d1 d2 keep (ln max(d1, d2))^2.
+def sketch_sizes(pruned_weights, c: float = 1.0) -> list[SketchSize]:
+    """The sketch size of every pruned layer: k = c sqrt(j p) ln p, capped at the layer.
 
-    From the authors' code (``compute_best_generalization_bound``:
-    ``d1 * d2 * chi(d) * np.square(np.log(max(d1, d2)))``, natural log); their bound
-    adds ``sqrt(sum_l q_l / m)``.  It equals the expected non-zeros times log^2 p,
-    the size j p log^2 p of a sketch with k = sqrt(j p) log p.
+    Dasarathy, Shah, Bhaskar & Nowak (2015) recover a p x p matrix with at most j
+    non-zeros in every row and column from a k x k sketch A X B^T once
+    k = O(sqrt(j p) log p). The O(.) has no explicit constant; ``c`` (default 1) stands
+    for it. A rectangular out x in layer is treated as padded with zeros to p x p,
+    p = max(out, in) (padding adds no non-zeros), and j is the *realized* maximum of
+    the non-zeros per row and per column of the pruned layer. A sketch side larger
+    than the layer's own dimension is pointless (storing that side unsketched costs
+    less), so each side is capped: k_out = min(ceil(k), out), k_in = min(ceil(k), in).
+    A layer whose both sides are capped is stored densely.
     """
-    n = count_dense(d1, d2)
-    keep = check_real("keep", keep, minimum=0.0, maximum=1.0)
-    return n * keep * math.log(max(d1, d2)) ** 2
+    ws = check_weights(pruned_weights, "pruned_weights", float64=False)  # only counts non-zeros
+    c = check_real("c (sketch-size constant)", c, minimum=0.0)
+    out = []
+    for w in ws:
+        n_out, n_in = (int(v) for v in w.shape)
+        j = int(max(nonzeros_per_row(w).max(), nonzeros_per_col(w).max()))
+        p = max(n_out, n_in)
+        k = theory_sketch_size(j, p, c)
+        k_int = math.ceil(k - 1e-9)
+        k_out, k_in = min(k_int, n_out), min(k_int, n_in)
+        out.append(SketchSize((n_out, n_in), j, p, float(k), k_out, k_in,
+                              bool(k_int > n_out or k_int > n_in), count_sketch(k_out, k_in)))
+    return out

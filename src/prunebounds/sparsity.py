@@ -34,13 +34,15 @@ input's outgoing weights (length = fan-out).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
 
 from .errors import ParameterError
-from .profiles import check_choice, check_int, check_real
+from .pruning import keep_probability
+from .validate import check_choice, check_int, check_real
 
 TAIL_METHODS = ("chernoff", "bernstein")
 LEMMA51_KINDS = ("chebyshev", "markov", "markov-chebyshev")
@@ -97,31 +99,59 @@ def check_layer_index(value: Any, n_layers: int, name: str = "layer") -> int:
     return v
 
 
-def _summary(counts: np.ndarray) -> dict:
-    mean = float(counts.mean())
-    return {"max": int(counts.max()), "min": int(counts.min()), "mean": mean,
-            "var": float(counts.var(ddof=1)) if counts.size > 1 else 0.0,
-            "dead": int(np.sum(counts == 0)),
-            "spread": float(counts.max() / mean) if mean > 0 else float("nan")}
+@dataclass(frozen=True)
+class LineCounts:
+    """Statistics of the non-zero counts of the rows (or the columns) of one matrix.
 
-
-def sparsity_summary(weights: Any) -> list[dict]:
-    """Per weight matrix (out x in), the statistics of its row and column counts.
-
-    For each matrix a dict ``{"shape": [out, in], "rows": {...}, "cols": {...}}``
-    where each inner dict holds ``max``, ``min``, ``mean``, ``var`` (unbiased sample
-    variance), ``dead`` (number of all-zero lines) and ``spread`` (max / mean, the
-    concentration of the non-zeros on a few lines; 1 for perfectly even lines).
-    Everything is a plain Python number, so the result can be stored as JSON.
+    Attributes:
+        max, min, mean: of the counts; var: their unbiased sample variance.
+        dead: number of all-zero lines.
+        spread: max / mean, the concentration of the non-zeros on a few lines (1 for
+            perfectly even lines; NaN for an all-zero matrix).
+        binomial_max: the expected maximum of as many i.i.d. Binomial(length, density)
+            counts, density = the matrix's fraction of non-zeros
+            (:func:`expected_max_nonzeros`): what independent coin flips would give.
     """
+
+    max: int
+    min: int
+    mean: float
+    var: float
+    dead: int
+    spread: float
+    binomial_max: float
+
+
+@dataclass(frozen=True)
+class LayerSparsity:
+    """The row and column counts of one weight matrix (out x in)."""
+
+    shape: tuple[int, int]
+    rows: LineCounts
+    cols: LineCounts
+
+
+def _summary(counts: np.ndarray, length: int, density: float) -> LineCounts:
+    mean = float(counts.mean())
+    return LineCounts(max=int(counts.max()), min=int(counts.min()), mean=mean,
+                      var=float(counts.var(ddof=1)) if counts.size > 1 else 0.0,
+                      dead=int(np.sum(counts == 0)),
+                      spread=float(counts.max() / mean) if mean > 0 else float("nan"),
+                      binomial_max=expected_max_nonzeros(counts.size, length, density))
+
+
+def sparsity_summary(weights: Any) -> list[LayerSparsity]:
+    """Per weight matrix (out x in), the statistics of its row and column counts."""
     if hasattr(weights, "ndim") and getattr(weights, "ndim") == 2:
         weights = [weights]
     out = []
     for W in weights:
         M = _as_matrix(W)
-        out.append({"shape": [int(M.shape[0]), int(M.shape[1])],
-                    "rows": _summary(nonzeros_per_row(M)),
-                    "cols": _summary(nonzeros_per_col(M))})
+        n_out, n_in = (int(v) for v in M.shape)
+        density = float(np.count_nonzero(M)) / M.size
+        out.append(LayerSparsity(shape=(n_out, n_in),
+                                 rows=_summary(nonzeros_per_row(M), n_in, density),
+                                 cols=_summary(nonzeros_per_col(M), n_out, density)))
     if not out:
         raise ParameterError("need at least one weight matrix")
     return out
@@ -173,8 +203,6 @@ def conditional_count_moments(W: Any, d: float, axis: str = "rows") -> tuple[np.
     wrong (lines with different weight scales have different means) from the
     randomness of the mask. ``axis`` is ``"rows"`` or ``"cols"``.
     """
-    from .pruning import keep_probability  # local: pruning imports torch
-
     M = _as_matrix(W).astype(np.float64)
     d = check_real("d", d, minimum=0.0)
     axis = check_choice("axis", axis, ("rows", "cols"))
@@ -408,8 +436,19 @@ def dispersion_index(counts: Any, line_length: int, keep: float) -> tuple[float,
     return ratio, float(stats.chi2.sf((n - 1) * ratio, n - 1))
 
 
+@dataclass(frozen=True)
+class GoodnessOfFit:
+    """Pearson chi-square and Kolmogorov distance against a binomial law (:func:`binomial_gof`)."""
+
+    chi2: float
+    dof: int
+    p_value: float
+    bins: int
+    ks: float
+
+
 def binomial_gof(counts: Any, line_length: int, keep: float, *, min_expected: float = 5.0,
-                 estimated: bool = False) -> dict:
+                 estimated: bool = False) -> GoodnessOfFit:
     """Pearson chi-square and Kolmogorov distance between ``counts`` and Binomial(L, keep).
 
     The values 0..L are grouped into adjacent bins, from the left, until each bin's
@@ -421,7 +460,7 @@ def binomial_gof(counts: Any, line_length: int, keep: float, *, min_expected: fl
     exact for a discrete law, so none is given).
 
     Returns:
-        dict with ``chi2``, ``dof``, ``p_value``, ``bins`` and ``ks``.
+        a :class:`GoodnessOfFit`.
     """
     c = _counts(counts)
     length = check_int("line_length", line_length, minimum=1)
@@ -451,5 +490,5 @@ def binomial_gof(counts: Any, line_length: int, keep: float, *, min_expected: fl
     chi2 = float(terms.sum())
     dof = max(len(o) - (2 if estimated else 1), 1)
     ks = float(np.max(np.abs(np.cumsum(observed) / n - stats.binom.cdf(np.arange(length + 1), length, p))))
-    return {"chi2": chi2, "dof": int(dof), "p_value": float(stats.chi2.sf(chi2, dof)),
-            "bins": int(len(o)), "ks": ks}
+    return GoodnessOfFit(chi2=chi2, dof=int(dof), p_value=float(stats.chi2.sf(chi2, dof)),
+                         bins=int(len(o)), ks=ks)

@@ -1,34 +1,34 @@
-"""The results cache: train once, reuse everywhere, never trust a damaged file.
+"""Trained networks: what determines one, and training it once.
 
-A trained network is stored under a key derived from its full configuration (data
-set, widths, optimiser settings, epochs, seed, sample cap), the package version and a
-hash of the training code (:func:`source_fingerprint`); other results are keyed by a
-hash of the whole package, so editing the code never shows a stale result:
+A :class:`RunConfig` names everything that determines a trained network (data set,
+widths or zoo model, optimiser preset, epochs, seed, sample cap, kept snapshots);
+:func:`train_cached` trains it, or finds it in the results cache of
+:mod:`prunebounds.cache`:
 
     <cache>/runs/<key>/initial.pt, final.pt, snap-<epoch>.pt   weights (torch.save)
     <cache>/runs/<key>/history.json                              metrics per epoch
     <cache>/runs/<key>/manifest.json                             config + sha256 of each
 
-Every file is written to a temporary name and renamed into place, and the manifest is
-written last, so an interrupted write leaves no entry that could be read. On loading,
-each file's checksum is compared with the manifest and weights are read with
+The key hashes the configuration, the package version and the source of the modules
+that training depends on (:data:`TRAINING_MODULES`). Every file is written atomically
+and the manifest last, so an interrupted write leaves no entry that could be read. On
+loading, each file's checksum is compared with the manifest and weights are read with
 ``torch.load(weights_only=True)`` (no pickle of arbitrary objects). A damaged entry is
-reported with a warning and recomputed. :func:`cached_json` gives smaller results
-(sweeps, tables) the same treatment.
+reported with a warning and retrained.
+
+``python -m prunebounds.runs main-network [--profile P]`` trains the main network of a
+profile once (``make book`` runs it before the chapters).
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 import io
 import json
-import os
-import platform
-import shutil
+import math
+import sys
 import time
-import uuid
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,86 +36,35 @@ from typing import Any
 import torch
 
 from . import __version__
-from .data import load, project_root
+from .cache import (atomic_write_bytes, cache_root, config_key, environment_stamp,
+                    from_jsonable, json_bytes, sha256, source_fingerprint, to_jsonable)
+from .data import INPUT_SHAPES, N_CLASSES, load
+from .errors import ParameterError
 from .models import build, resolve_widths
-from .profiles import Profile, check_choice, check_int
-from .train import OPTIMISERS, optimiser_config, train
+from .profiles import PROFILES, Profile, from_environment, resolve
+from .train import OPTIMISERS, TrainingHistory, optimiser_config, train
+from .validate import check_choice, check_int
+from .zoo import MODELS
 
-CACHE_ENV = "PRUNEBOUNDS_CACHE"
+__all__ = ["TRAINING_MODULES", "RunConfig", "new_model", "TrainedRun", "check_widths_fit",
+           "train_cached", "main"]
 
-
-def cache_root() -> Path:
-    """``$PRUNEBOUNDS_CACHE``, else ``<checkout>/_cache``, else ``./_cache``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    root = project_root()
-    return (root if root is not None else Path.cwd()) / "_cache"
+#: The modules a trained MLP depends on (their source is part of the cache key); the
+#: networks of :mod:`prunebounds.zoo` depend on ``zoo.py`` too.
+TRAINING_MODULES = ("data.py", "models.py", "train.py", "margins.py")
 
 
-# ------------------------------------------------------------------ atomic file I/O
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def check_widths_fit(widths: tuple[int, ...], n_features: int, n_classes: int,
+                     dataset: str) -> None:
+    """Raise a ParameterError unless ``widths`` start at the data's features and end at
+    its classes."""
+    if widths[0] != n_features or widths[-1] != n_classes:
+        raise ParameterError(
+            f"widths {list(widths)} do not fit the data set {dataset!r}, which has "
+            f"{n_features} features and {n_classes} classes: the first width must be "
+            f"{n_features} and the last {n_classes}")
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True, allow_nan=True).encode()
-
-
-def _sha256(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
-
-
-TRAINING_MODULES = ("data.py", "models.py", "train.py")  # + modern.py for non-MLP runs
-
-
-def source_fingerprint(modules: tuple[str, ...] | None = None) -> str:
-    """A hash of the package's source files (all, or the named ``modules``).
-
-    It is part of every cache key, so a result is reused only by the code that computed
-    it: editing a module recomputes what depends on it instead of showing stale numbers.
-    Trained networks depend on :data:`TRAINING_MODULES` only; other results on all.
-    """
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if modules is None or path.name in modules:
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def config_key(kind: str, config: dict, code: str | None = None) -> str:
-    """A short hash of ``kind``, the canonical JSON of ``config``, the version and the
-    source fingerprint ``code`` (default: of the whole package)."""
-    blob = json.dumps({"kind": kind, "config": config, "version": __version__,
-                       "code": source_fingerprint() if code is None else code},
-                      sort_keys=True, default=str)
-    return _sha256(blob.encode())[:20]
-
-
-def environment_stamp() -> dict:
-    """Package versions and hardware, stored with every result."""
-    return {
-        "prunebounds": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-# ------------------------------------------------------------------ trained networks
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a trained network."""
@@ -128,13 +77,17 @@ class RunConfig:
     max_train: int | None = None
     train_fraction: float = 0.8
     snapshot_epochs: tuple[int, ...] = ()
-    model: str = "mlp"  # "mlp", or a name in prunebounds.modern.MODELS
+    model: str = "mlp"  # "mlp", or a name in prunebounds.zoo.MODELS
 
     def __post_init__(self):
         object.__setattr__(self, "widths", resolve_widths(self.widths))
+        check_choice("dataset", self.dataset, INPUT_SHAPES)
         check_choice("optimiser", self.optimiser, OPTIMISERS)
+        check_choice("model", self.model, ("mlp", *MODELS))
         check_int("epochs", self.epochs, minimum=0)
         check_int("seed", self.seed, minimum=0)
+        check_widths_fit(self.widths, math.prod(INPUT_SHAPES[self.dataset]), N_CLASSES,
+                         self.dataset)
         snaps = tuple(sorted({check_int("snapshot epoch", e, minimum=0)
                               for e in self.snapshot_epochs}))
         object.__setattr__(self, "snapshot_epochs", snaps)
@@ -167,18 +120,14 @@ class RunConfig:
 
     @property
     def key(self) -> str:
-        modules = TRAINING_MODULES + (() if self.model == "mlp" else ("modern.py",))
+        modules = TRAINING_MODULES + (() if self.model == "mlp" else ("zoo.py",))
         return config_key("run", self.as_dict(), code=source_fingerprint(modules))
 
 
-def new_model(cfg: RunConfig, seed: int | None = None):
+def new_model(cfg: RunConfig, seed: int | None = None) -> torch.nn.Module:
     """An initialised network of ``cfg``'s kind (seeded with ``seed`` if given)."""
     if cfg.model == "mlp":
         return build(cfg.widths, cfg.seed if seed is None else seed)
-    from .modern import MODELS  # convolutional and attention networks
-
-    if cfg.model not in MODELS:
-        raise ValueError(f"unknown model {cfg.model!r}; valid: mlp, {', '.join(MODELS)}")
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(cfg.seed if seed is None else seed)
@@ -194,7 +143,7 @@ class TrainedRun:
     config: RunConfig
     model: torch.nn.Module
     initial: dict[str, torch.Tensor]
-    history: dict
+    history: TrainingHistory
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     from_cache: bool = False
     meta: dict = field(default_factory=dict)
@@ -228,7 +177,7 @@ def _load_entry(folder: Path, cfg: RunConfig) -> TrainedRun:
     blobs = {}
     for name, digest in manifest["files"].items():
         payload = (folder / name).read_bytes()
-        if _sha256(payload) != digest:
+        if sha256(payload) != digest:
             raise ValueError(f"checksum mismatch in {name}")
         blobs[name] = payload
 
@@ -239,8 +188,9 @@ def _load_entry(folder: Path, cfg: RunConfig) -> TrainedRun:
     model.load_state_dict(weights("final.pt"))
     snaps = {e: weights(f"snap-{e}.pt") for e in cfg.snapshot_epochs
              if e not in (0, cfg.epochs)}
-    return TrainedRun(cfg, model, weights("initial.pt"), json.loads(blobs["history.json"]),
-                      snaps, from_cache=True, meta=manifest.get("meta", {}))
+    history = from_jsonable(TrainingHistory, json.loads(blobs["history.json"]))
+    return TrainedRun(cfg, model, weights("initial.pt"), history, snaps, from_cache=True,
+                      meta=manifest.get("meta", {}))
 
 
 def _store_entry(folder: Path, run: TrainedRun) -> None:
@@ -250,15 +200,15 @@ def _store_entry(folder: Path, run: TrainedRun) -> None:
     files = {
         "initial.pt": _tensor_bytes(run.initial),
         "final.pt": _tensor_bytes(run.model.state_dict()),
-        "history.json": _json_bytes(run.history),
+        "history.json": json_bytes(to_jsonable(run.history)),
     }
     for e, state in run.snapshots.items():
         files[f"snap-{e}.pt"] = _tensor_bytes(state)
     for name, payload in files.items():
         atomic_write_bytes(folder / name, payload)
     manifest = {"config": run.config.as_dict(), "version": __version__, "meta": run.meta,
-                "files": {name: _sha256(p) for name, p in files.items()}}
-    atomic_write_bytes(manifest_path, _json_bytes(manifest))
+                "files": {name: sha256(p) for name, p in files.items()}}
+    atomic_write_bytes(manifest_path, json_bytes(manifest))
 
 
 def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = True,
@@ -266,7 +216,8 @@ def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = Tru
     """Train the network described by ``cfg``, or load it from the cache.
 
     A cache entry that is missing, partial, damaged or from another package version
-    is (re)computed; a damaged one is reported with a warning.
+    is (re)computed; a damaged one is reported with a warning. Widths that do not fit
+    the data set raise a ParameterError naming its features and classes.
     """
     folder = (root or cache_root()) / "runs" / cfg.key
     if use_cache and (folder / "manifest.json").exists():
@@ -275,13 +226,14 @@ def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = Tru
         except Exception as exc:  # any damage means: recompute, never crash
             warnings.warn(f"cache entry {folder} is damaged ({exc}); retraining", stacklevel=2)
     data = load(cfg.dataset, train_fraction=cfg.train_fraction, max_train=cfg.max_train)
+    check_widths_fit(cfg.widths, data.n_features, data.n_classes, cfg.dataset)
     model = new_model(cfg)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     start = time.perf_counter()
-    history = train(model, data, optimiser_config(cfg.optimiser), cfg.epochs, cfg.seed,
-                    snapshot_epochs=cfg.snapshot_epochs, progress=progress)
+    history, snaps = train(model, data, optimiser_config(cfg.optimiser), cfg.epochs, cfg.seed,
+                           snapshot_epochs=cfg.snapshot_epochs, progress=progress)
     seconds = time.perf_counter() - start
-    snapshots = {e: s for e, s in history.pop("snapshots").items() if e not in (0, cfg.epochs)}
+    snapshots = {e: s for e, s in snaps.items() if e not in (0, cfg.epochs)}
     meta = {"train_seconds": seconds, **environment_stamp()}
     run = TrainedRun(cfg, model, initial, history, snapshots, from_cache=False, meta=meta)
     if use_cache:
@@ -289,51 +241,14 @@ def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = Tru
     return run
 
 
-# ------------------------------------------------------------------ small JSON results
-def cached_json(kind: str, config: dict, compute: Callable[[], dict], *,
-                use_cache: bool = True, root: Path | None = None) -> dict:
-    """``compute()`` once per (``kind``, ``config``, version); later calls read the file.
-
-    The file holds the configuration and version next to the result and is rejected
-    (with a warning) and recomputed when it is damaged or does not match.
-    """
-    key = config_key(kind, config)
-    path = (root or cache_root()) / "results" / f"{kind}-{key}.json"
-    if use_cache and path.exists():
-        try:
-            stored = json.loads(path.read_text())
-            if stored["config"] == json.loads(json.dumps(config)) and stored["version"] == __version__:
-                return stored["result"]
-            raise ValueError("configuration or version mismatch")
-        except Exception as exc:
-            warnings.warn(f"cached result {path} is damaged ({exc}); recomputing", stacklevel=2)
-    result = compute()
-    if use_cache:
-        atomic_write_bytes(path, _json_bytes({"kind": kind, "config": config,
-                                              "version": __version__, "result": result,
-                                              "meta": environment_stamp()}))
-    return result
-
-
-def clear(root: Path | None = None) -> None:
-    """Remove the whole cache folder."""
-    shutil.rmtree(root or cache_root(), ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m prunebounds.experiments main-network [--profile P]``: train (or find in
-    the cache) the main network of a profile, the one every chapter starts from.
+    """``python -m prunebounds.runs main-network [--profile P]``: train (or find in the
+    cache) the main network of a profile, the one every chapter starts from.
 
     ``make book`` runs this once before it executes the chapters several at a time, so
     that they do not each train the same network.
     """
-    import argparse
-    import sys
-
-    from .errors import ParameterError
-    from .profiles import PROFILES, from_environment, resolve
-
-    parser = argparse.ArgumentParser(prog="python -m prunebounds.experiments",
+    parser = argparse.ArgumentParser(prog="python -m prunebounds.runs",
                                      description=main.__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["main-network"])
     parser.add_argument("--profile", default=None,

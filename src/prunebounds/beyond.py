@@ -1,42 +1,34 @@
-"""Beyond MLPs: a small residual convolutional network and a small vision transformer.
+"""What of the paper's argument carries over to the residual CNN and the vision transformer.
 
-The paper's argument (Guha, Dubey & Huo, arXiv 2305.18789) is stated for ReLU MLPs
-f_A(x) = A^L phi(... phi(A^1 x)). This module builds two modern networks whose every
-weight is still a matrix, so that the same pruning rule and the same measurements
-apply, and provides what is needed to say which steps of the argument carry over:
+The networks themselves are in :mod:`prunebounds.zoo`; this module measures them:
 
-* :class:`ResNet`: a bias-free residual convolutional network (no normalisation).
-  A convolution with kernel W (out x in x kh x kw) computes, at every output
-  position, W_unf @ patch, where W_unf = W.reshape(out, in kh kw) is the *unfolded*
-  (im2col) matrix; as a map on whole images it is a large structured (block-Toeplitz)
-  matrix in which every entry of W_unf appears once per output position.
-* :class:`ViT`: a vision transformer with pre-LayerNorm blocks; patch embedding,
-  the query, key, value and output projections of attention, and the two layers of
-  each MLP block are all ``nn.Linear`` matrices.
-* :data:`MODELS`: constructors by name, used by :func:`prunebounds.experiments.new_model`
-  (``RunConfig(model="resnet-small", ...)``), so these networks are trained and cached
-  like the MLPs. They take the *flat* inputs of :mod:`prunebounds.data` (n x 784 for
-  MNIST, n x 3072 for CIFAR-10) and reshape them internally.
 * :func:`weight_matrices_all` and :func:`prune_paper_all`: every weight matrix (convs
   unfolded, attention split into Q, K, V) and the paper's rule (R) applied to each with
   its own variance Psi, exactly as :func:`prunebounds.pruning.prune_paper` does for
   ``nn.Linear`` layers (the two agree mask for mask on an MLP).
-* Measurements: the operator norm of a convolution (:func:`conv_operator_norm`) and its
-  explicit matrix (:func:`conv_as_matrix`); a perturbation bound for the residual network
-  (:func:`resnet_perturbation_bound`), where skip connections turn the product of norms
-  of Neyshabur et al.'s lemma into a product of (1 + norm) factors; the first- and
-  second-order parts of the error of attention's product of weights W_Q^T W_K
-  (:func:`attention_product_errors`); the data-dependent gain of LayerNorm
-  (:func:`layernorm_gains`); a pruning sweep (:func:`prune_sweep`) and per-matrix
-  Gaussianity diagnostics (:func:`matrix_diagnostics`).
+* the operator norm of a convolution on whole images (:func:`conv_operator_norm`,
+  through :func:`prunebounds.norms.operator_norm`) and its explicit block-Toeplitz
+  matrix (:func:`conv_as_matrix`);
+* a perturbation bound for the residual network (:func:`resnet_perturbation_bound`),
+  where skip connections turn the product of norms of Neyshabur et al.'s lemma into a
+  product of (1 + norm) factors;
+* the first- and second-order parts of the error of attention's product of weights
+  W_Q^T W_K (:func:`attention_product_errors`); the data-dependent gain of LayerNorm
+  (:func:`layernorm_gains`);
+* a pruning sweep (:func:`prune_sweep`) and per-matrix Gaussianity diagnostics
+  (:func:`matrix_diagnostics`).
+
+Results are small frozen dataclasses (:class:`ResNetPerturbation`,
+:class:`AttentionErrors`, :class:`LayerNormGain`, :class:`MatrixDiagnostics`,
+:class:`PruneSweep`), cached with :func:`prunebounds.cache.cached_result`.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,226 +38,31 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ParameterError
-from .margins import logits, margins
-from .models import resolve_widths
-from .perturbation import pruning_error
-from .profiles import check_int, check_real
+from .margins import accuracy, logits, margins
+from .norms import operator_norm, spectral_norm
+from .perturbation import output_change
 from .pruning import GaussianMagnitudePruning
+from .validate import check_int, check_real
+from .zoo import Attention, ConvReLU, ResidualBlock, ResNet
 
 __all__ = [
-    "IMAGE_SHAPES",
-    "image_shape",
-    "ConvReLU",
-    "ResidualBlock",
-    "ResNet",
-    "Attention",
-    "TransformerBlock",
-    "ViT",
-    "MODELS",
-    "SIZES",
     "weight_matrices_all",
     "prune_paper_all",
     "conv_as_matrix",
     "conv_operator_norm",
     "conv_input_shapes",
+    "ResNetPerturbation",
     "resnet_perturbation_bound",
+    "AttentionErrors",
     "attention_product_errors",
+    "LayerNormGain",
     "layernorm_gains",
+    "MatrixDiagnostics",
     "matrix_diagnostics",
+    "MarginSummary",
+    "PruneSweep",
     "prune_sweep",
 ]
-
-#: Flat input size -> image shape (channels, height, width) of the book's data sets.
-IMAGE_SHAPES: dict[int, tuple[int, int, int]] = {784: (1, 28, 28), 3072: (3, 32, 32)}
-
-
-def image_shape(widths: Sequence[int]) -> tuple[int, int, int]:
-    """The (C, H, W) image behind a flat input of ``widths[0]`` features.
-
-    ``widths`` is the width list of a :class:`prunebounds.experiments.RunConfig`; for
-    these networks only its first entry (input features) and last entry (classes)
-    matter, e.g. ``(784, 10)`` for MNIST.
-    """
-    widths = resolve_widths(widths)
-    if widths[0] not in IMAGE_SHAPES:
-        raise ParameterError(f"input size {widths[0]} is not an image of the book's data "
-                             f"sets; valid input sizes: {', '.join(map(str, IMAGE_SHAPES))}")
-    return IMAGE_SHAPES[widths[0]]
-
-
-# --------------------------------------------------------------------------- the residual network
-class ConvReLU(nn.Module):
-    """x -> relu(conv(x)), a bias-free 3 x 3 convolution (stride 1 or 2, padding 1)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(x))
-
-
-class ResidualBlock(nn.Module):
-    """x -> relu(x + W2 relu(W1 x)), W1 and W2 bias-free 3 x 3 convolutions.
-
-    The basic block of He et al. (2016) without batch normalisation. Both maps are
-    positively homogeneous and vanish at 0, which is what the perturbation bound of
-    :func:`resnet_perturbation_bound` needs.
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
-
-
-class ResNet(nn.Module):
-    """A small residual convolutional network on flat image inputs.
-
-    stem (3 x 3 conv, stride 2) -> ``blocks`` residual blocks at ``channels[0]`` ->
-    for each further width: a 3 x 3 conv with stride 2, then ``blocks`` residual blocks
-    -> linear head (with bias) on the flattened feature maps (7 x 7 for MNIST with two
-    stages). Convolutions have no biases and there is no normalisation, so every stage
-    is positively homogeneous, stage(c x) = c stage(x) for c >= 0, and maps 0 to 0.
-    Convolutions are initialised as He et al. (2015) recommend for ReLU networks.
-    (Global average pooling instead of the flattened head trained too slowly with the
-    paper's SGD settings in the few hundred steps of the quick profile.)
-
-    Args:
-        widths: ``(input features, ..., classes)``; input 784 (MNIST) or 3072 (CIFAR-10).
-        channels: channels of each stage (resolution halves between stages).
-        blocks: residual blocks per stage.
-    """
-
-    def __init__(self, widths: Sequence[int], channels: Sequence[int] = (16, 32),
-                 blocks: int = 1) -> None:
-        super().__init__()
-        self.widths = resolve_widths(widths)
-        self.input_shape = image_shape(self.widths)
-        channels = [check_int("channels", c, minimum=1) for c in channels]
-        if not channels:
-            raise ParameterError("channels must list at least one stage width")
-        blocks = check_int("blocks", blocks, minimum=0)
-        stages: list[nn.Module] = [ConvReLU(self.input_shape[0], channels[0], stride=2)]
-        stages += [ResidualBlock(channels[0]) for _ in range(blocks)]
-        for c_prev, c in zip(channels[:-1], channels[1:]):
-            stages.append(ConvReLU(c_prev, c, stride=2))
-            stages += [ResidualBlock(c) for _ in range(blocks)]
-        self.stages = nn.Sequential(*stages)
-        side = self.input_shape[1] // 2 ** len(channels)  # each stage halves (28 -> 14 -> 7)
-        self.head = nn.Linear(channels[-1] * side * side, self.widths[-1])
-        for m in self.stages.modules():  # He et al. (2015) initialisation for ReLU networks
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], *self.input_shape)
-        return self.head(self.stages(x).flatten(1))
-
-
-# --------------------------------------------------------------------------- the vision transformer
-class Attention(nn.Module):
-    """Multi-head self-attention with separate query, key, value and output matrices.
-
-    softmax(Q K^T / sqrt(d_h)) V per head, Q = x W_Q^T + b_Q etc.; the attention
-    logits x W_Q^{hT} W_K^h x'^T are a *product* of two weight matrices.
-    """
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ParameterError(f"dim ({dim}) must be a multiple of heads ({heads})")
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, dim = x.shape
-
-        def split(z: torch.Tensor) -> torch.Tensor:
-            return z.view(n, t, self.heads, dim // self.heads).transpose(1, 2)
-
-        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)))
-        return self.out(a.transpose(1, 2).reshape(n, t, dim))
-
-
-class TransformerBlock(nn.Module):
-    """Pre-LayerNorm block: x + Attn(LN(x)), then x + MLP(LN(x)) with a ReLU MLP."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: int = 2) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
-        self.ln2 = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, mlp_ratio * dim)
-        self.fc2 = nn.Linear(mlp_ratio * dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.fc2(F.relu(self.fc1(self.ln2(x))))
-
-
-class ViT(nn.Module):
-    """A small vision transformer on flat image inputs.
-
-    The image is cut into a 4 x 4 grid of patches (7 x 7 pixels for MNIST, 8 x 8 for
-    CIFAR-10), each patch embedded by one linear map, a learned position embedding
-    added, ``depth`` pre-LN transformer blocks applied, a final LayerNorm, and a linear
-    head on the 16 normalised tokens concatenated (no class token, no pooling: mean
-    pooling trained too slowly with the paper's SGD settings in the few hundred steps
-    of the quick profile). The MLP blocks use ReLU, as the paper's networks do.
-
-    Args:
-        widths: ``(input features, ..., classes)``.
-        dim: token dimension. heads: attention heads. depth: blocks.
-        mlp_ratio: hidden width of each MLP block over ``dim``.
-    """
-
-    def __init__(self, widths: Sequence[int], dim: int = 64, depth: int = 2, heads: int = 4,
-                 mlp_ratio: int = 2) -> None:
-        super().__init__()
-        self.widths = resolve_widths(widths)
-        self.input_shape = image_shape(self.widths)
-        c, h, _ = self.input_shape
-        self.patch = h // 4
-        n_tokens = (h // self.patch) ** 2
-        dim = check_int("dim", dim, minimum=1)
-        self.embed = nn.Linear(c * self.patch ** 2, dim)
-        self.pos = nn.Parameter(0.02 * torch.randn(1, n_tokens, dim))
-        self.blocks = nn.Sequential(*[TransformerBlock(dim, check_int("heads", heads, minimum=1),
-                                                       check_int("mlp_ratio", mlp_ratio, minimum=1))
-                                      for _ in range(check_int("depth", depth, minimum=0))])
-        self.ln = nn.LayerNorm(dim)
-        self.head = nn.Linear(n_tokens * dim, self.widths[-1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, h, w = self.input_shape
-        p = self.patch
-        tokens = (x.reshape(x.shape[0], c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
-                  .reshape(x.shape[0], (h // p) * (w // p), c * p * p))  # patches, (c, i, j) order
-        z = self.blocks(self.embed(tokens) + self.pos)
-        return self.head(self.ln(z).flatten(1))
-
-
-#: Size presets of the two families ("tiny" for tests and the smoke profile).
-SIZES: dict[str, dict[str, Any]] = {
-    "resnet-tiny": dict(channels=(4, 8), blocks=1),
-    "resnet-small": dict(channels=(16, 32), blocks=1),
-    "vit-tiny": dict(dim=16, depth=1, heads=2, mlp_ratio=2),
-    "vit-small": dict(dim=64, depth=2, heads=4, mlp_ratio=2),
-}
-
-#: Constructors by name: ``MODELS[name](widths)`` returns an initialised network
-#: (seeded by :func:`prunebounds.experiments.new_model`).
-MODELS: dict[str, Callable[[tuple[int, ...]], nn.Module]] = {
-    name: functools.partial(ResNet if name.startswith("resnet") else ViT, **kw)
-    for name, kw in SIZES.items()
-}
 
 
 # --------------------------------------------------------------------------- matrices and the rule
@@ -370,9 +167,8 @@ def conv_operator_norm(conv: nn.Conv2d | torch.Tensor, input_shape: Sequence[int
                        tol: float = 1e-10) -> float:
     """The operator (spectral) norm ||A||_2 of a convolution on images of ``input_shape``.
 
-    The largest eigenvalue of A^T A by ARPACK's Lanczos iteration
-    (``scipy.sparse.linalg.eigsh``, fixed start vector, relative tolerance ``tol``),
-    where A x = conv(x) and A^T y is the transposed convolution
+    :func:`prunebounds.norms.operator_norm` (Lanczos on A^T A, relative tolerance
+    ``tol``), where A x = conv(x) and A^T y is the transposed convolution
     (``conv_transpose2d``), both in float64; the matrix A itself is never formed. For a
     kernel W of size kh x kw with stride 1 and zero padding,
 
@@ -383,8 +179,6 @@ def conv_operator_norm(conv: nn.Conv2d | torch.Tensor, input_shape: Sequence[int
     :func:`conv_as_matrix`). ``conv`` is an ``nn.Conv2d`` (its stride and padding are
     used unless given) or a kernel tensor (stride 1, padding 0 unless given).
     """
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
     w, apply = _conv_fn(conv, stride, padding)
     s = conv.stride[0] if isinstance(conv, nn.Conv2d) and stride is None else (stride or 1)
     p = (conv.padding[0] if isinstance(conv, nn.Conv2d) and padding is None
@@ -393,22 +187,16 @@ def conv_operator_norm(conv: nn.Conv2d | torch.Tensor, input_shape: Sequence[int
     tol = check_real("tol", tol, minimum=0.0)
     if not bool(w.any()):
         return 0.0
-    out_hw = apply(torch.zeros((1, *shape), dtype=torch.float64)).shape[2:]
+    out_hw = apply(torch.zeros((1, *shape), dtype=torch.float64, device=w.device)).shape[2:]
     extra = [shape[1 + i] - ((out_hw[i] - 1) * s - 2 * p + w.shape[2 + i]) for i in range(2)]
 
     def gram(v: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)).reshape(1, *shape)
-        y = F.conv_transpose2d(apply(x), w, stride=s, padding=p, output_padding=tuple(extra))
-        return y.reshape(-1).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)).to(w.device)
+        y = F.conv_transpose2d(apply(x.reshape(1, *shape)), w, stride=s, padding=p,
+                               output_padding=tuple(extra))
+        return y.reshape(-1).cpu().numpy()
 
-    n = math.prod(shape)
-    if n <= 2:
-        A = conv_as_matrix(conv, shape, stride=stride, padding=padding)
-        return float(torch.linalg.matrix_norm(A, ord=2))
-    op = LinearOperator((n, n), matvec=gram, dtype=np.float64)
-    v0 = np.random.default_rng(0).standard_normal(n)
-    lam = eigsh(op, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)[0]
-    return math.sqrt(max(float(lam), 0.0))
+    return operator_norm(gram, math.prod(shape), tol=tol)
 
 
 @torch.no_grad()
@@ -451,7 +239,25 @@ def _stage_inputs(model: ResNet) -> list[tuple[int, ...]]:
     return shapes
 
 
-def resnet_perturbation_bound(model: ResNet, pruned: ResNet, input_norm: float) -> dict:
+@dataclass(frozen=True)
+class ResNetPerturbation:
+    """The telescoping bound (T) of :func:`resnet_perturbation_bound` and its factors.
+
+    ``kind``, ``L``, ``L_hat`` and ``eps`` are per stage (conv, block, ..., head).
+    """
+
+    bound: float
+    kind: tuple[str, ...]
+    L: tuple[float, ...]
+    L_hat: tuple[float, ...]
+    eps: tuple[float, ...]
+    prod_L: float          # prod_l L_l, the network's Lipschitz bound
+    prod_L_noskip: float   # the same with every residual factor 1 + a replaced by a
+    input_norm: float
+
+
+def resnet_perturbation_bound(model: ResNet, pruned: ResNet,
+                              input_norm: float) -> ResNetPerturbation:
     """A bound on max ||f(x) - f_hat(x)||_2 over ||x||_2 <= B for a pruned :class:`ResNet` (ours).
 
     Write f = phi_n o ... o phi_1 (the stages and the bias-free part of the head; the
@@ -469,9 +275,7 @@ def resnet_perturbation_bound(model: ResNet, pruned: ResNet, input_norm: float) 
     an MLP (no skips) (T) reduces to the product of norms of Neyshabur et al.'s lemma
     without its factor e; the skip turns each factor ||W2|| ||W1|| into 1 + ||W2|| ||W1||.
 
-    Returns a dict with ``bound``, per-stage lists ``kind``, ``L``, ``L_hat``, ``eps``,
-    and ``prod_L`` = prod_l L_l (the network's Lipschitz bound), ``prod_L_noskip``
-    (the same product with every residual factor 1 + a replaced by a).
+    Returns a :class:`ResNetPerturbation`.
     """
     if not isinstance(model, ResNet) or not isinstance(pruned, ResNet):
         raise ParameterError("resnet_perturbation_bound needs two ResNet models")
@@ -507,23 +311,34 @@ def resnet_perturbation_bound(model: ResNet, pruned: ResNet, input_norm: float) 
     wh = model.head.weight.detach().to(torch.float64)
     whh = pruned.head.weight.detach().to(torch.float64)
     kinds.append("head")
-    L.append(float(torch.linalg.matrix_norm(wh, ord=2)))
-    L_hat.append(float(torch.linalg.matrix_norm(whh, ord=2)))
+    L.append(spectral_norm(wh, "svd"))
+    L_hat.append(spectral_norm(whh, "svd"))
     noskip.append(L[-1])
-    eps.append(float(torch.linalg.matrix_norm(wh - whh, ord=2)))
+    eps.append(spectral_norm(wh - whh, "svd"))
     n = len(L)
     bound = b * sum(eps[l] * math.prod(L[:l]) * math.prod(L_hat[l + 1:]) for l in range(n))
-    return {"bound": float(bound), "kind": kinds, "L": L, "L_hat": L_hat, "eps": eps,
-            "prod_L": float(math.prod(L)), "prod_L_noskip": float(math.prod(noskip)),
-            "input_norm": b}
+    return ResNetPerturbation(
+        bound=float(bound), kind=tuple(kinds), L=tuple(L), L_hat=tuple(L_hat), eps=tuple(eps),
+        prod_L=float(math.prod(L)), prod_L_noskip=float(math.prod(noskip)), input_norm=b)
 
 
 # --------------------------------------------------------------------------- attention and layer norm
+@dataclass(frozen=True)
+class AttentionErrors:
+    """Per head of one attention module: spectral norms of M - M_hat and of its parts."""
+
+    name: str
+    total: tuple[float, ...]   # ||M - M_hat||_2
+    first: tuple[float, ...]   # ||Delta_Q^T W_K + W_Q^T Delta_K||_2
+    second: tuple[float, ...]  # ||Delta_Q^T Delta_K||_2
+    norm_M: tuple[float, ...]  # ||W_Q^T W_K||_2
+
+
 def _two_norm(M: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(M.to(torch.float64), ord=2))
+    return spectral_norm(M, "svd")
 
 
-def attention_product_errors(model: nn.Module, pruned: nn.Module) -> list[dict]:
+def attention_product_errors(model: nn.Module, pruned: nn.Module) -> list[AttentionErrors]:
     """Error of each head's bilinear form M = W_Q^T W_K after pruning, split by order.
 
     The attention logits of head h are x W_Q^{hT} W_K^h x'^T / sqrt(d_h) (plus bias
@@ -534,8 +349,7 @@ def attention_product_errors(model: nn.Module, pruned: nn.Module) -> list[dict]:
 
     a first-order part, linear in the pruning errors (the part the paper's linear
     argument handles), and a second-order part. Returns, per :class:`Attention` module
-    in order, a dict with ``name`` and per-head lists of the spectral norms ``total``,
-    ``first`` and ``second`` and of ``norm_M`` = ||W_Q^T W_K||.
+    in order, an :class:`AttentionErrors`.
     """
     mods = [(n, m) for n, m in model.named_modules() if isinstance(m, Attention)]
     mods_hat = [m for m in pruned.modules() if isinstance(m, Attention)]
@@ -556,12 +370,25 @@ def attention_product_errors(model: nn.Module, pruned: nn.Module) -> list[dict]:
             rec["first"].append(_two_norm(dQ.T @ K + Q.T @ dK))
             rec["second"].append(_two_norm(dQ.T @ dK))
             rec["norm_M"].append(_two_norm(Q.T @ K))
-        out.append(rec)
+        out.append(AttentionErrors(name, *(tuple(rec[k]) for k in
+                                           ("total", "first", "second", "norm_M"))))
     return out
 
 
+@dataclass(frozen=True)
+class LayerNormGain:
+    """The gain max|gamma| / sqrt(var(z) + eps) of one LayerNorm over all tokens seen."""
+
+    name: str
+    max_gamma: float
+    gain_min: float
+    gain_median: float
+    gain_max: float
+
+
 @torch.no_grad()
-def layernorm_gains(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> list[dict]:
+def layernorm_gains(model: nn.Module, X: torch.Tensor,
+                    batch_size: int = 4096) -> list[LayerNormGain]:
     """The data-dependent Lipschitz factor of every ``nn.LayerNorm`` on inputs ``X``.
 
     LN(z) = gamma * (z - mean(z)) / sqrt(var(z) + eps) + beta has Jacobian
@@ -570,8 +397,7 @@ def layernorm_gains(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -
     the token z that arrives, not only on the weights. LN is also scale invariant,
     LN(c z) = LN(z) for c > 0. Returns per LayerNorm (in module order) the ``name``,
     ``max_gamma`` and the smallest, median and largest value over all tokens of all
-    samples of ``gain`` = max|gamma| / sqrt(var(z) + eps) (keys ``gain_min``,
-    ``gain_median``, ``gain_max``).
+    samples of ``gain`` = max|gamma| / sqrt(var(z) + eps), as :class:`LayerNormGain`.
     """
     lns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]
     if not lns:
@@ -592,16 +418,29 @@ def layernorm_gains(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -
     for name, ln in lns:
         gmax = float(ln.weight.detach().abs().max()) if ln.weight is not None else 1.0
         g = gmax / torch.cat(sig[name])
-        out.append({"name": name, "max_gamma": gmax, "gain_min": float(g.min()),
-                    "gain_median": float(g.median()), "gain_max": float(g.max())})
+        out.append(LayerNormGain(name, gmax, float(g.min()), float(g.median()), float(g.max())))
     return out
 
 
 # --------------------------------------------------------------------------- measurements
-def matrix_diagnostics(model: nn.Module) -> list[dict]:
+@dataclass(frozen=True)
+class MatrixDiagnostics:
+    """Shape of the entry distribution of one weight matrix (see :func:`matrix_diagnostics`)."""
+
+    name: str
+    shape: tuple[int, int]
+    n: int
+    psi: float
+    excess_kurtosis: float
+    ks_D: float
+    qq_r: float
+
+
+def matrix_diagnostics(model: nn.Module) -> list[MatrixDiagnostics]:
     """Shape of the entry distribution of every matrix of :func:`weight_matrices_all`.
 
-    Per matrix: ``name``, ``shape`` (the unfolded shape for convolutions), ``n``
+    Per matrix, a :class:`MatrixDiagnostics`: ``name``, ``shape`` (the unfolded shape
+    for convolutions), ``n``
     entries, ``psi`` (population variance, the rule's Psi), ``excess_kurtosis`` (0 for
     a normal law, -1.2 for PyTorch's uniform initialisation), ``ks_D`` (Kolmogorov-
     Smirnov distance of the standardized entries to N(0, 1), an effect size) and
@@ -609,32 +448,56 @@ def matrix_diagnostics(model: nn.Module) -> list[dict]:
     """
     out = []
     for name, W in weight_matrices_all(model):
-        a = W.detach().to(torch.float64).flatten().numpy()
+        a = W.detach().to(torch.float64).flatten().cpu().numpy()
         z = (a - a.mean()) / a.std()
-        out.append({
-            "name": name, "shape": [int(W.shape[0]), int(W.shape[1])], "n": int(a.size),
-            "psi": float(a.var()),
-            "excess_kurtosis": float(stats.kurtosis(a, fisher=True, bias=True)),
-            "ks_D": float(stats.kstest(z, "norm").statistic),
-            "qq_r": float(stats.probplot(a, dist="norm", fit=True)[1][2]),
-        })
+        out.append(MatrixDiagnostics(
+            name=name, shape=(int(W.shape[0]), int(W.shape[1])), n=int(a.size),
+            psi=float(a.var()),
+            excess_kurtosis=float(stats.kurtosis(a, fisher=True, bias=True)),
+            ks_D=float(stats.kstest(z, "norm").statistic),
+            qq_r=float(stats.probplot(a, dist="norm", fit=True)[1][2]),
+        ))
     return out
+
+
+@dataclass(frozen=True)
+class MarginSummary:
+    """The smallest training margin and its 1st, 5th, 10th and 50th percentiles."""
+
+    min: float
+    p1: float
+    p5: float
+    p10: float
+    p50: float
+
+
+@dataclass(frozen=True)
+class PruneSweep:
+    """What :func:`prune_sweep` measures. Lists are per d, then per mask seed."""
+
+    d: tuple[float, ...]
+    names: tuple[str, ...]                      # the matrices of weight_matrices_all
+    max_correct_logit_change: tuple[tuple[float, ...], ...]
+    max_sup_change: tuple[tuple[float, ...], ...]
+    max_l2_change: tuple[tuple[float, ...], ...]
+    test_acc: tuple[tuple[float, ...], ...]
+    kept: tuple[tuple[float, ...], ...]         # fraction of all matrix entries kept
+    kept_per_matrix: tuple[tuple[float, ...], ...]  # per d: mean over seeds, per matrix
+    margins_train: MarginSummary                # of the unpruned model
 
 
 def prune_sweep(model: nn.Module, X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor,
                 y_test: torch.Tensor, d_values: Sequence[float], seeds: Sequence[int],
-                prune: Callable[[nn.Module, float, int], nn.Module] = prune_paper_all) -> dict:
+                prune: Callable[[nn.Module, float, int], nn.Module] = prune_paper_all
+                ) -> PruneSweep:
     """Prune ``model`` at every d and seed; measure the change on (X, y) and test accuracy.
 
     For each d (and each seed of the mask), ``prune(model, d, seed)`` is compared with
-    ``model`` on the training inputs X by :func:`prunebounds.perturbation.pruning_error`
+    ``model`` on the training inputs X by :func:`prunebounds.perturbation.output_change`
     (the largest change of the correct-class logit, the authors' "true pruning error",
-    and of the whole logit vector), and evaluated on the test set. Returns a JSON-able
-    dict: ``d``; per d, lists over seeds of ``max_correct_logit_change``,
-    ``max_sup_change``, ``max_l2_change``, ``test_acc``, ``kept`` (the
-    kept fraction of all matrix entries together); ``kept_per_matrix`` (per d, the mean
-    over seeds, per matrix); ``names`` of the matrices; and ``margins_train`` summary
-    of the unpruned model (``min`` and the percentiles 1, 5, 10, 50).
+    and of the whole logit vector), and its accuracy
+    (:func:`prunebounds.margins.accuracy`) on the test set is measured. Returns a
+    :class:`PruneSweep`.
     """
     d_values = [check_real("d", d, minimum=0.0) for d in d_values]
     seeds = [check_int("seed", s, minimum=0) for s in seeds]
@@ -642,27 +505,28 @@ def prune_sweep(model: nn.Module, X: torch.Tensor, y: torch.Tensor, X_test: torc
         raise ParameterError("need at least one value of d and one seed")
     ref = logits(model, X).to(torch.float64)
     m = margins(ref, y)
-    names = [n for n, _ in weight_matrices_all(model)]
+    names = tuple(n for n, _ in weight_matrices_all(model))
     keys = ("max_correct_logit_change", "max_sup_change", "max_l2_change", "test_acc", "kept")
-    res: dict[str, Any] = {"d": d_values, "names": names, "kept_per_matrix": [],
-                           **{k: [] for k in keys}}
-    res["margins_train"] = {"min": float(m.min()), **{
-        f"p{q}": float(torch.quantile(m, q / 100.0)) for q in (1, 5, 10, 50)}}
+    res: dict[str, list] = {k: [] for k in keys}
+    kept_per_matrix = []
     for d in d_values:
         row: dict[str, list] = {k: [] for k in keys}
         per_matrix = []
         for s in seeds:
             g = prune(model, d, s)
-            err = pruning_error(None, g, X, y, reference_logits=ref)
+            err = output_change(None, g, X, y, reference_logits=ref)
             row["max_correct_logit_change"].append(err.max_correct_logit_change)
             row["max_sup_change"].append(err.max_sup_change)
             row["max_l2_change"].append(err.max_l2_change)
-            row["test_acc"].append(float((logits(g, X_test).argmax(1) == y_test).double().mean()))
+            row["test_acc"].append(accuracy(logits(g, X_test), y_test))
             mats = [w for _, w in weight_matrices_all(g)]
             nnz = [int(torch.count_nonzero(w)) for w in mats]
             row["kept"].append(sum(nnz) / sum(w.numel() for w in mats))
             per_matrix.append([k / w.numel() for k, w in zip(nnz, mats)])
         for k in keys:
-            res[k].append(row[k])
-        res["kept_per_matrix"].append(np.mean(per_matrix, axis=0).tolist())
-    return res
+            res[k].append(tuple(row[k]))
+        kept_per_matrix.append(tuple(np.mean(per_matrix, axis=0).tolist()))
+    summary = MarginSummary(float(m.min()), *(float(torch.quantile(m, q / 100.0))
+                                              for q in (1, 5, 10, 50)))
+    return PruneSweep(d=tuple(d_values), names=names, **{k: tuple(v) for k, v in res.items()},
+                      kept_per_matrix=tuple(kept_per_matrix), margins_train=summary)
