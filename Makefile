@@ -86,7 +86,7 @@ execute: $(EXECUTED)
 # cores, before chapters run side by side. The smoke network takes seconds: skipped.
 main-network: | $(STAMP) data
 ifneq ($(PROFILE),smoke)
-	$(PY) -m prunebounds.experiments main-network --profile $(PROFILE)
+	$(PY) -m prunebounds.runs main-network --profile $(PROFILE)
 endif
 
 # Render the executed notebooks (execution off) from a staging copy of the book, so

@@ -5,10 +5,10 @@
 For the profile's trained network (from the results cache; trained if missing) this
 times what the bound chapter computes for a sweep over d:
 
-* once: every d-independent bound of :func:`prunebounds.bounds.all_bounds` for the
+* once: every d-independent bound of :func:`prunebounds.sweeps.all_bounds` for the
   trained network (the norm-based baselines and the dense count) and the
   :class:`prunebounds.perturbation.PruningProbe` (weight norms, input norm, logits);
-* per d (:func:`prunebounds.bounds.bounds_over_d`): one draw of the paper's pruning
+* per d (:func:`prunebounds.sweeps.bounds_over_d`): one draw of the paper's pruning
   rule (fixed seed), the spectral norm of each Delta^l (Lanczos) for the authors'
   needed margin, the paper's bound, the authors' evaluation and the Lemma D.1 count.
 
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from prunebounds import bounds, data, experiments, margins, models, profiles
+from prunebounds import bounds, data, margins, models, profiles, runs, sweeps
 from prunebounds.perturbation import PruningProbe
 from prunebounds.pruning import expected_keep_fraction, prune_paper
 
@@ -37,11 +37,11 @@ R, DELTA = 256, 0.05
 def package_sweep(model, init, X, y, m_train, ds, seed: int) -> float:
     start = time.perf_counter()
     gamma = margins.margin_percentile(m_train, 5.0)
-    bounds.all_bounds(models.weight_matrices(model), models.weight_matrices(init),
+    sweeps.all_bounds(models.weight_matrices(model), models.weight_matrices(init),
                       float(X.norm(dim=1).max()), float(X.norm(dim=1).pow(2).sum().sqrt()),
                       gamma, len(y), DELTA, margins.margin_loss(m_train, gamma), r=R)
     probe = PruningProbe(model, X, y, norm_method="lanczos")
-    bounds.bounds_over_d(probe, model, m_train, ds, seed, r=R, delta=DELTA)
+    sweeps.bounds_over_d(probe, model, m_train, ds, seed, r=R, delta=DELTA)
     return time.perf_counter() - start
 
 
@@ -52,10 +52,10 @@ def baseline_sweep(model, init, X, y, m_train, ds, seed: int) -> float:
     for d in ds:
         probe = PruningProbe(model, X, y, norm_method="svd")
         pruned = prune_paper(model, float(d), seed)
-        eps = max(probe.evaluate(pruned, true_error=False)["authors"]["value"], 1e-6)
+        eps = max(probe.evaluate(pruned, true_error=False).authors.value, 1e-6)
         W = models.weight_matrices(pruned)
         spec = [float(torch.linalg.matrix_norm(w.double(), ord=2)) for w in W]
-        bounds.all_bounds(W, init_w, probe.input_norm, x_fro, eps, len(y), DELTA,
+        sweeps.all_bounds(W, init_w, probe.input_norm, x_fro, eps, len(y), DELTA,
                           margins.margin_loss(m_train, eps), r=R, spectral_norms=spec,
                           keep_fraction=float(expected_keep_fraction(float(d))))
         bounds.paper_bound(m_train, eps, W, r=R, delta=DELTA)
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--baseline-n-d", type=int, default=10)
     args = parser.parse_args()
     P = profiles.resolve(args.profile)
-    run = experiments.train_cached(experiments.RunConfig.from_profile(P))
+    run = runs.train_cached(runs.RunConfig.from_profile(P))
     D = data.load(P.dataset, max_train=P.max_train)
     X, y = D.train.X, D.train.y
     m_train = margins.margins(margins.logits(run.model, X), y)

@@ -1,4 +1,5 @@
-"""Tests of prunebounds.bounds: every baseline pinned to arithmetic done by hand.
+"""Tests of prunebounds.bounds, .baselines and .sweeps: every bound pinned to arithmetic
+done by hand.
 
 Norms in the expected values are worked out in the comments from the matrices'
 structure (diagonal, rank one, a single non-zero row), never with the library calls the
@@ -12,6 +13,7 @@ import math
 import pytest
 import torch
 
+from prunebounds import baselines, norms, sketching, sweeps
 from prunebounds import bounds as bd
 from prunebounds.errors import ParameterError
 
@@ -47,37 +49,10 @@ def bartlett_net():
 
 # ---------------------------------------------------------------- norms and conventions
 
-def test_21_norm_convention_columns_vs_rows():
-    # M = [[3, 4], [0, 12]]
-    #   columns: (3, 0) -> 3, (4, 12) -> sqrt(16 + 144) = 4 sqrt(10)
-    #   rows:    (3, 4) -> 5, (0, 12) -> 12
-    #   Frobenius: sqrt(9 + 16 + 144) = 13
-    M = torch.tensor([[3.0, 4.0], [0.0, 12.0]])
-    assert bd.norm_21(M) == approx(3 + 4 * math.sqrt(10))           # sum of column norms
-    assert bd.bartlett_21(M) == approx(5 + 12)                       # ||M^T||_{2,1}: rows
-    assert bd.norm_21(M.T) == approx(17)
-    assert bd.authors_lpq_norm(M, 1, 2) == approx(13)                # = Frobenius
-    assert bd.frobenius_norm(M) == approx(13)
-    # with a reference matrix: rows of M - R = (3, 4) - (3, 0) = (0, 4) -> 4; (0, 12) -> 12
-    R = torch.tensor([[3.0, 0.0], [0.0, 0.0]])
-    assert bd.bartlett_21(M, R) == approx(16)
 
 
-def test_simple_norms_closed_form():
-    assert bd.spectral_norm(A1) == approx(4)
-    assert bd.spectral_norm(A2) == approx(10)
-    assert bd.frobenius_norm(A1) == approx(5)
-    # input norms: rows (3, 4) -> 5 and (0, 0) -> 0 ... of a 2-sample data set
-    X = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
-    n = bd.input_norms(X)
-    assert n["max"] == approx(5) and n["fro"] == approx(math.sqrt(26))
-    assert n["rms"] == approx(math.sqrt(13))
 
 
-def test_log_binomial():
-    assert bd.log_binomial(20, 3) == approx(math.log(1140))         # 20*19*18/6 = 1140
-    assert bd.log_binomial(5, 0) == pytest.approx(0.0, abs=1e-12)      # C(5, 0) = 1
-    assert bd.log_binomial(10**6, 1) == pytest.approx(math.log(10**6), rel=1e-12)
 
 
 # ---------------------------------------------------------------- Arora et al. and counting
@@ -130,7 +105,7 @@ def test_neyshabur2015_by_hand():
     # Rademacher = 2^(L-1) B prod_F sqrt(2/m) = 2 * 1.5 * 50 * sqrt(2)/20 = 7.5 sqrt(2)
     # complexity = (4k/gamma) * Rademacher = 4 * 7.5 sqrt(2) = 30 sqrt(2)
     # confidence = sqrt(ln(1/0.05) / 800) = sqrt(ln 20 / 800)
-    b = bd.neyshabur2015_bound(NET, 1.5, 2.0, 400, delta=0.05, empirical_margin_loss=0.01)
+    b = baselines.neyshabur2015_bound(NET, 1.5, 2.0, 400, delta=0.05, empirical_margin_loss=0.01)
     assert b.details["frobenius_product"] == approx(50)
     assert b.details["rademacher"] == approx(7.5 * math.sqrt(2))
     assert b.terms["complexity"] == approx(30 * math.sqrt(2))
@@ -143,14 +118,14 @@ def test_spectral_complexity_by_hand():
     ws, refs = bartlett_net()
     # zero reference: b1 = 8 rows * 2 = 16, s1 = 2 -> ratio 8 -> 8^(2/3) = 4
     #                 b2 = 3, s2 = 3 -> ratio 1 -> 1;  R_A = (2*3) * (4 + 1)^(3/2) = 30 sqrt(5)
-    sc0 = bd.spectral_complexity(ws)
-    assert sc0["ratio_sum"] == approx(5)
-    assert sc0["R_A"] == approx(30 * math.sqrt(5))
+    sc0 = baselines.spectral_complexity(ws)
+    assert sc0.ratio_sum == approx(5)
+    assert sc0.R_A == approx(30 * math.sqrt(5))
     # reference = init: ratios 128/2 = 64 -> 16 and 24/3 = 8 -> 4; sum 20
     # R_A = 6 * 20^(3/2) = 6 * 40 sqrt(5) = 240 sqrt(5)
-    sc = bd.spectral_complexity(ws, refs)
-    assert sc["ratio_sum"] == approx(20)
-    assert sc["R_A"] == approx(240 * math.sqrt(5))
+    sc = baselines.spectral_complexity(ws, refs)
+    assert sc.ratio_sum == approx(20)
+    assert sc.R_A == approx(240 * math.sqrt(5))
 
 
 def test_bartlett2017_by_hand():
@@ -158,7 +133,7 @@ def test_bartlett2017_by_hand():
     # ||X||_F = 10, gamma = 2, m = 100, delta = 0.1, W = 8 (largest dimension)
     # offset = 8/100; complexity = 72 * 10 * ln(16) * ln(100) * 240 sqrt(5) / (2 * 100)
     # confidence = 3 sqrt(ln(2/0.1) / 200) = 3 sqrt(ln 20 / 200)
-    b = bd.bartlett2017_bound(ws, refs, 10.0, 2.0, 100, 0.1, empirical_margin_loss=0.05)
+    b = baselines.bartlett2017_bound(ws, refs, 10.0, 2.0, 100, 0.1, empirical_margin_loss=0.05)
     comp = 72 * 10 * math.log(16) * math.log(100) * 240 * math.sqrt(5) / 200
     assert b.details["width"] == 8
     assert b.terms["offset"] == approx(0.08)
@@ -166,7 +141,7 @@ def test_bartlett2017_by_hand():
     assert b.terms["confidence"] == approx(3 * math.sqrt(math.log(20) / 200))
     assert b.value == approx(0.05 + 0.08 + comp + 3 * math.sqrt(math.log(20) / 200))
     # explicit width is used as given
-    b16 = bd.bartlett2017_bound(ws, refs, 10.0, 2.0, 100, 0.1, width=16)
+    b16 = baselines.bartlett2017_bound(ws, refs, 10.0, 2.0, 100, 0.1, width=16)
     assert b16.terms["complexity"] == approx(comp * math.log(32) / math.log(16))
 
 
@@ -176,12 +151,12 @@ def test_neyshabur2018_by_hand():
     # kl_part = B^2 d^2 h ln(dh) * 1600 * 41/16 = 2.25 * 4 * 2 * ln 4 * 4100 = 73800 ln 4
     # log_part = ln(d m / delta) = ln(16000)
     # complexity = sqrt((kl + log) / (gamma^2 m)) = sqrt((73800 ln 4 + ln 16000) / 1600)
-    b = bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05)
+    b = baselines.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05)
     assert b.details["kl_part"] == approx(73800 * math.log(4))
     assert b.details["log_part"] == approx(math.log(16000))
     expected = math.sqrt((73800 * math.log(4) + math.log(16000)) / 1600)
     assert b.terms["complexity"] == approx(expected)
-    assert bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05, constant=3.0).terms["complexity"] \
+    assert baselines.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05, constant=3.0).terms["complexity"] \
         == approx(3 * expected)
 
 
@@ -189,11 +164,11 @@ def test_neyshabur2018_by_hand():
 
 def test_authors_variants_by_hand():
     # gamma = 2: prod F^2 = 25 * 100 = 2500 -> 2500 / 4 = 625
-    assert bd.authors_neyshabur2015(NET, 2.0) == approx(625)
+    assert baselines.authors_neyshabur2015(NET, 2.0) == approx(625)
     # prod s^2 = 1600, sum F^2/s^2 = 41/16 -> 1600 * 41/16 / 4 = 1025
-    assert bd.authors_bartlett2017(NET, 2.0) == approx(1025)
+    assert baselines.authors_bartlett2017(NET, 2.0) == approx(1025)
     # fan-ins 2 and 2: 1600 * (2 * 25/16 + 2 * 1) / 4 = 1600 * 5.125 / 4 = 2050
-    assert bd.authors_neyshabur2018(NET, 2.0) == approx(2050)
+    assert baselines.authors_neyshabur2018(NET, 2.0) == approx(2050)
 
 
 def test_authors_bartlett_is_their_frobenius_formula():
@@ -203,9 +178,9 @@ def test_authors_bartlett_is_their_frobenius_formula():
     fro_sq = [float((w.double() ** 2).sum()) for w in ws]
     spec_sq = [float(torch.linalg.svdvals(w.double())[0]) ** 2 for w in ws]
     expected = math.prod(spec_sq) * sum(f / s for f, s in zip(fro_sq, spec_sq)) / gamma ** 2
-    assert bd.authors_bartlett2017(ws, gamma) == approx(expected, rel=1e-10)
+    assert baselines.authors_bartlett2017(ws, gamma) == approx(expected, rel=1e-10)
     for w, f in zip(ws, fro_sq):
-        assert bd.authors_lpq_norm(w, 1, 2) == approx(math.sqrt(f), rel=1e-10)
+        assert norms.authors_lpq_norm(w, 1, 2) == approx(math.sqrt(f), rel=1e-10)
 
 
 # ---------------------------------------------------------------- assembly and monotonicity
@@ -220,7 +195,7 @@ def random_net(seed=0):
 
 def test_all_bounds_are_sums_of_their_parts():
     ws, init = random_net()
-    res = bd.all_bounds(ws, init, input_norm=3.0, X_norm_fro=300.0, gamma=0.5, m=10_000,
+    res = sweeps.all_bounds(ws, init, input_norm=3.0, X_norm_fro=300.0, gamma=0.5, m=10_000,
                         delta=0.05, empirical_margin_loss=0.02, k_list=[6, 6],
                         keep_fraction=0.4)
     expected = {"dense_count", "sparse_count", "sketch", "authors_sketch", "neyshabur2015",
@@ -238,7 +213,7 @@ def test_all_bounds_are_sums_of_their_parts():
     # nnz defaults to the non-zeros of the weights
     nnz = sum(int((w != 0).sum()) for w in ws)
     assert res["sparse_count"].details["nnz"] == nnz
-    rows = bd.bounds_table(res)
+    rows = sweeps.bounds_table(res)
     assert len(rows) == len(res) and all("dominant_term" in r for r in rows)
 
 
@@ -248,10 +223,10 @@ def test_norm_bounds_monotone_in_m_and_gamma(which):
 
     def value(m, gamma):
         if which == "neyshabur2015":
-            return bd.neyshabur2015_bound(ws, 3.0, gamma, m).value
+            return baselines.neyshabur2015_bound(ws, 3.0, gamma, m).value
         if which == "bartlett2017":
-            return bd.bartlett2017_bound(ws, init, 300.0, gamma, m, 0.05).value
-        return bd.neyshabur2018_bound(ws, 3.0, gamma, m, 0.05).value
+            return baselines.bartlett2017_bound(ws, init, 300.0, gamma, m, 0.05).value
+        return baselines.neyshabur2018_bound(ws, 3.0, gamma, m, 0.05).value
 
     assert value(1_000, 1.0) > value(10_000, 1.0) > value(100_000, 1.0)
     assert value(10_000, 0.1) > value(10_000, 1.0) > value(10_000, 10.0)
@@ -263,10 +238,6 @@ def test_counting_bounds_monotone_in_m():
         assert bd.dense_count_bound(0.0, 100, 16, m).value > bd.dense_count_bound(0.0, 100, 16, 10 * m).value
 
 
-def test_kendall_tau_wrapper():
-    t = bd.kendall_tau([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4])
-    assert t.tau == approx(1.0) and 0 <= t.pvalue <= 1
-    assert bd.kendall_tau([4.0, 3.0, 2.0, 1.0], [0.1, 0.2, 0.3, 0.4]).tau == approx(-1.0)
 
 
 # ---------------------------------------------------------------- bad input
@@ -274,42 +245,40 @@ def test_kendall_tau_wrapper():
 @pytest.mark.parametrize("gamma", [0.0, -1.0])
 def test_nonpositive_margin_rejected(gamma):
     with pytest.raises(ParameterError, match="positive margin"):
-        bd.neyshabur2015_bound(NET, 1.0, gamma, 10)
+        baselines.neyshabur2015_bound(NET, 1.0, gamma, 10)
     with pytest.raises(ParameterError, match="gamma"):
-        bd.authors_bartlett2017(NET, gamma)
+        baselines.authors_bartlett2017(NET, gamma)
 
 
 def test_bad_inputs():
     bad_chain = [torch.randn(3, 4), torch.randn(2, 5)]
     with pytest.raises(ParameterError, match="do not chain"):
-        bd.neyshabur2018_bound(bad_chain, 1.0, 1.0, 10)
+        baselines.neyshabur2018_bound(bad_chain, 1.0, 1.0, 10)
     with pytest.raises(ParameterError, match="m"):
         bd.compression_term(10, 2, 0)
     with pytest.raises(ParameterError, match="delta"):
-        bd.bartlett2017_bound(NET, None, 1.0, 1.0, 10, delta=1.5)
+        baselines.bartlett2017_bound(NET, None, 1.0, 1.0, 10, delta=1.5)
     with pytest.raises(ParameterError, match="reference"):
-        bd.bartlett2017_bound(NET, [A1], 1.0, 1.0, 10)
+        baselines.bartlett2017_bound(NET, [A1], 1.0, 1.0, 10)
     with pytest.raises(ParameterError, match="empirical_margin_loss"):
         bd.sketch_bound(1.5, [3], 2, 10)
     with pytest.raises(ParameterError, match="2-D"):
-        bd.authors_neyshabur2015([torch.ones(3)], 1.0)
+        baselines.authors_neyshabur2015([torch.ones(3)], 1.0)
     with pytest.raises(ParameterError, match="all zeros"):
-        bd.spectral_complexity([torch.zeros(2, 2)])
+        baselines.spectral_complexity([torch.zeros(2, 2)])
     with pytest.raises(ParameterError, match="entries"):
         bd.sparse_count_bound(0.0, [1, 2], [(2, 2)], 2, 10)
-    with pytest.raises(ParameterError, match="test errors"):
-        bd.kendall_tau([1.0, 2.0], [0.1])
     with pytest.raises(ParameterError, match="r "):
         bd.dense_count_bound(0.0, 10, 1, 10)
 
 
 def test_precomputed_spectral_norms_give_the_same_values():
     # ||A1||_2 = 4, ||A2||_2 = 10 (see NET above)
-    assert bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05, spectral_norms=[4.0, 10.0]).value \
-        == approx(bd.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05).value)
-    assert bd.authors_neyshabur2018(NET, 2.0, spectral_norms=[4.0, 10.0]) == approx(2050)
+    assert baselines.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05, spectral_norms=[4.0, 10.0]).value \
+        == approx(baselines.neyshabur2018_bound(NET, 1.5, 2.0, 400, 0.05).value)
+    assert baselines.authors_neyshabur2018(NET, 2.0, spectral_norms=[4.0, 10.0]) == approx(2050)
     with pytest.raises(ParameterError, match="spectral_norms"):
-        bd.authors_bartlett2017(NET, 2.0, spectral_norms=[4.0])
+        baselines.authors_bartlett2017(NET, 2.0, spectral_norms=[4.0])
 
 
 # ---------------------------------------------------------------- the assembled paper bound
@@ -334,7 +303,7 @@ def sketch_net():
 
 
 def test_sketch_sizes_by_hand():
-    s1, s2 = bd.sketch_sizes(sketch_net())
+    s1, s2 = sketching.sketch_sizes(sketch_net())
     # layer 1: k = sqrt(1 * 200) ln 200 = 14.142... * 5.298... = 74.93 -> 75, below 200
     assert s1.j == 1 and s1.p == 200
     assert s1.k_theory == approx(math.sqrt(200) * math.log(200))
@@ -343,7 +312,7 @@ def test_sketch_sizes_by_hand():
     assert s2.j == 200 and s2.shape == (6, 200)
     assert (s2.k_out, s2.k_in, s2.capped, s2.n_params) == (6, 200, True, 1200)
     # constant c = 1/2: k = 37.46 -> 38
-    assert bd.sketch_sizes([torch.eye(200)], c=0.5)[0].k_out == 38
+    assert sketching.sketch_sizes([torch.eye(200)], c=0.5)[0].k_out == 38
 
 
 def test_sketch_sizes_mixed_cap():
@@ -351,7 +320,7 @@ def test_sketch_sizes_mixed_cap():
     W = torch.zeros(6, 4)
     for i, j in [(0, 0), (1, 0), (2, 0), (3, 1), (3, 2), (4, 3), (5, 3)]:
         W[i, j] = 1.0
-    (s,) = bd.sketch_sizes([W])
+    (s,) = sketching.sketch_sizes([W])
     # k = sqrt(18) ln 6 = 7.60 -> 8 > 6 and > 4: both sides capped
     assert s.j == 3 and s.p == 6 and s.k_theory == approx(math.sqrt(18) * math.log(6))
     assert (s.k_out, s.k_in, s.capped, s.n_params) == (6, 4, True, 24)
@@ -395,23 +364,24 @@ def test_bounds_over_d_matches_its_parts_assembled_by_hand():
     X, y = torch.randn(60, 12), torch.randint(0, 3, (60,))
     mg = margins.margins(margins.logits(net, X), y)
     probe = perturbation.PruningProbe(net, X, y)
-    rows = bd.bounds_over_d(probe, net, mg, [0.0, 0.5, 4.0], seed=3, r=16, delta=0.1)
-    assert [r["d"] for r in rows] == [0.0, 0.5, 4.0]
+    rows = sweeps.bounds_over_d(probe, net, mg, [0.0, 0.5, 4.0], seed=3, r=16, delta=0.1)
+    assert [r.d for r in rows] == [0.0, 0.5, 4.0]
     for row in rows:
-        g = pruning.prune_paper(net, row["d"], 3)
+        g = pruning.prune_paper(net, row.d, 3)
         W = models.weight_matrices(g)
-        eps = probe.evaluate(g, true_error=False)["authors"]["value"]
+        eps = probe.evaluate(g, true_error=False).authors.value
         loss = float((mg <= eps).double().mean())
-        assert row["needed"] == approx(eps) and row["loss"] == approx(loss)
-        assert row["paper"] == approx(bd.paper_bound(mg, eps, W, r=16, delta=0.1).value)
+        assert row.needed == approx(eps) and row.loss == approx(loss)
+        assert row.paper == approx(bd.paper_bound(mg, eps, W, r=16, delta=0.1).value)
         nnz = [int((w != 0).sum()) for w in W]
-        assert row["kept"] == approx(sum(nnz) / (12 * 9 + 9 * 7 + 7 * 3))
+        assert row.kept == approx(sum(nnz) / (12 * 9 + 9 * 7 + 7 * 3))
         q = bd.sparse_count_bound(loss, nnz, [tuple(w.shape) for w in W], 16, 60)
-        assert row["sparse"] == approx(
+        assert row.sparse == approx(
             loss + math.sqrt((q.details["q_nats"] + math.log(1 / 0.1)) / (2 * 60)))
-    assert rows[0]["kept"] == 1.0 and rows[0]["needed"] == 0.0
+        assert row.test_err is None
+    assert rows[0].kept == 1.0 and rows[0].needed == 0.0
     with pytest.raises(ParameterError, match="d"):
-        bd.bounds_over_d(probe, net, mg, [-1.0], seed=3)
+        sweeps.bounds_over_d(probe, net, mg, [-1.0], seed=3)
 
 
 def test_weights_must_be_finite_but_may_be_huge():
@@ -420,6 +390,6 @@ def test_weights_must_be_finite_but_may_be_huge():
         W = torch.ones(3, 3)
         W[1, 2] = bad
         with pytest.raises(ParameterError, match="non-finite"):
-            bd.sketch_sizes([W])
+            sketching.sketch_sizes([W])
     huge = torch.full((3, 3), 3e38)          # float32: the sum overflows to inf
-    assert [s.j for s in bd.sketch_sizes([huge])] == [3]
+    assert [s.j for s in sketching.sketch_sizes([huge])] == [3]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from prunebounds import data, lottery
+from prunebounds import cache, data, lottery
 from prunebounds.errors import ParameterError
 from prunebounds.models import build, linear_layers
 from prunebounds.train import optimiser_config
@@ -74,14 +74,6 @@ def test_global_preset_counts_and_dense_output(global_run):
         assert bool(rd.masks[-1].all())
 
 
-def test_d_for_keep_inverts_chi():
-    assert lottery.d_for_keep(0.8) == pytest.approx(1 / 12, rel=1e-12)  # s = 0.04, d = 0.08/0.96
-    for d in [0.0, 0.01, 0.5, 1.0, 10.0, 300.0]:
-        assert lottery.d_for_keep(lottery.keep_for_d(d)) == pytest.approx(d, rel=1e-9, abs=1e-12)
-    with pytest.raises(ParameterError):
-        lottery.d_for_keep(0.0)
-
-
 # ------------------------------------------------------------------ the procedure
 def test_masks_are_nested_and_pruned_weights_stay_zero(fc_run, global_run):
     for run in (fc_run, global_run):
@@ -126,15 +118,15 @@ def test_control_with_the_ticket_seed_reproduces_the_ticket(bundle, fc_run):
     k = 2
     same = lottery.random_reinit_control(WIDTHS, bundle, fc_run.rounds[k].masks, 1, seed=3,
                                          init_seed=3)
-    for key, v in same["state"].items():
+    for key, v in same.state.items():
         assert torch.equal(v, fc_run.rounds[k].state[key])
     other = lottery.random_reinit_control(fc_run.template, bundle, fc_run.rounds[k].masks, 1,
                                           seed=3, init_seed=lottery.control_seed(3, k))
-    w_ticket, w_ctrl = _weights(fc_run.rounds[k].state), _weights(other["state"])
+    w_ticket, w_ctrl = _weights(fc_run.rounds[k].state), _weights(other.state)
     assert not torch.equal(w_ticket[0], w_ctrl[0])
     for w, m in zip(w_ctrl, fc_run.rounds[k].masks):
         assert bool((w[~m] == 0).all())
-    assert other["fraction_left"] == pytest.approx(fc_run.rounds[k].fraction_left)
+    assert other.fraction_left == pytest.approx(fc_run.rounds[k].fraction_left)
 
 
 def test_imp_is_deterministic(bundle, fc_run):
@@ -162,13 +154,13 @@ def test_survivor_stats_normal_and_bimodal():
     rng = np.random.default_rng(0)
     g = rng.standard_normal((400, 500))
     s = lottery.survivor_stats(torch.from_numpy(g))
-    assert abs(s["excess_kurtosis"]) < 0.05 and s["ks_D"] < 0.01
-    assert s["centre_ratio"] == pytest.approx(1.0, abs=0.03)
-    assert sum(s["hist"]) == g.size
+    assert abs(s.excess_kurtosis) < 0.05 and s.ks_D < 0.01
+    assert s.centre_ratio == pytest.approx(1.0, abs=0.03)
+    assert sum(s.hist) == g.size
     holed = np.where(np.abs(g) < 0.5, 0.0, g)          # magnitude pruning: a hole at zero
     h = lottery.survivor_stats(holed)
-    assert h["n"] == int(np.count_nonzero(holed))      # zeros are not survivors
-    assert h["centre_ratio"] == 0.0 and h["excess_kurtosis"] < -0.5 and h["ks_D"] > 0.1
+    assert h.n == int(np.count_nonzero(holed))      # zeros are not survivors
+    assert h.centre_ratio == 0.0 and h.excess_kurtosis < -0.5 and h.ks_D > 0.1
 
 
 def test_rule_on_survivors_matches_chi_for_gaussian_weights():
@@ -176,43 +168,44 @@ def test_rule_on_survivors_matches_chi_for_gaussian_weights():
     g = rng.standard_normal((500, 500)) * 0.03
     for keep in (0.8, 0.5, 0.2):
         r = lottery.rule_on_survivors(g, keep)
-        assert r["rule_keep"] == pytest.approx(keep, abs=0.005)
-        assert r["d_match"] == pytest.approx(r["d"], rel=0.05)
+        assert r.rule_keep == pytest.approx(keep, abs=0.005)
+        assert r.d_match == pytest.approx(r.d, rel=0.05)
         # at d_match the expected kept fraction of these very weights is `keep`
         x = g.ravel() ** 2 / g.var()
-        assert np.mean(-np.expm1(-x / r["d_match"])) == pytest.approx(keep, abs=1e-8)
+        assert np.mean(-np.expm1(-x / r.d_match)) == pytest.approx(keep, abs=1e-8)
     holed = np.where(np.abs(g) < 0.03 * 0.5, 0.0, g)
     h = lottery.rule_on_survivors(holed, 0.8)
-    assert h["rule_keep"] > 0.9 and h["d_match"] > 3 * h["d"]  # a hole at zero: d must grow
-    assert lottery.rule_on_survivors(g, 1.0) == {"keep": 1.0, "d": 0.0, "rule_keep": 1.0,
-                                                 "d_match": 0.0}
+    assert h.rule_keep > 0.9 and h.d_match > 3 * h.d  # a hole at zero: d must grow
+    assert lottery.rule_on_survivors(g, 1.0) == lottery.RuleOnSurvivors(keep=1.0, d=0.0,
+                                                                        rule_keep=1.0, d_match=0.0)
 
 
 def test_analysis_is_json_and_the_dense_bound_is_by_hand(bundle, fc_run):
     a = lottery.analyse_round(fc_run, 2, bundle, margin_q=5.0, bits=8, delta=0.05)
-    json.dumps(a, allow_nan=True)
+    json.dumps(cache.to_jsonable(a), allow_nan=True)
     n_w = sum(m.numel() for m in fc_run.rounds[2].masks)
     n_b = sum(WIDTHS[1:])
     m = len(bundle.train)
-    dense = a["sparse"]["bounds"]["dense_count"]
-    by_hand = a["sparse"]["train_err"] + math.sqrt(((n_w + n_b) * math.log(256)
+    dense = a.sparse.bounds["dense_count"]
+    by_hand = a.sparse.train_err + math.sqrt(((n_w + n_b) * math.log(256)
                                                     + math.log(1 / 0.05)) / (2 * m))
-    assert dense["value"] == pytest.approx(by_hand, rel=1e-12)
-    assert a["sparse"]["bounds"]["sparse_count"]["value"] <= dense["value"]
-    assert a["nnz"] == [int(x.sum()) for x in fc_run.rounds[2].masks]
-    assert a["fraction_left"] == pytest.approx(sum(a["nnz"]) / n_w)
-    assert sum(a["input_nnz"]) == a["nnz"][0]
-    assert a["rule"][-1]["keep"] == pytest.approx(0.9, abs=0.01)
+    assert dense.value == pytest.approx(by_hand, rel=1e-12)
+    assert a.sparse.bounds["sparse_count"].value <= dense.value
+    assert a.nnz == tuple(int(x.sum()) for x in fc_run.rounds[2].masks)
+    assert a.fraction_left == pytest.approx(sum(a.nnz) / n_w)
+    assert sum(a.input_nnz) == a.nnz[0]
+    assert a.rule[-1].keep == pytest.approx(0.9, abs=0.01)
 
 
 def test_imp_cached_computes_once(monkeypatch):
     kw = dict(control_rounds=[1], progress=False)
     first = lottery.imp_cached(WIDTHS, "synthetic", "global-20", 1, 1, 0, max_train=200, **kw)
-    assert len(first["rounds"]) == 2 and first["controls"][0]["round"] == 1
+    assert len(first.rounds) == 2 and first.controls[0].round == 1
 
     def boom(*a, **k):
         raise AssertionError("recomputed")
 
     monkeypatch.setattr(lottery, "run_experiment", boom)
     again = lottery.imp_cached(WIDTHS, "synthetic", "global-20", 1, 1, 0, max_train=200, **kw)
-    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    assert isinstance(again, lottery.IMPExperiment)
+    assert cache.json_bytes(cache.to_jsonable(again)) == cache.json_bytes(cache.to_jsonable(first))

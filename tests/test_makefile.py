@@ -98,7 +98,7 @@ def test_book_trains_the_main_network_once_then_runs_chapters_side_by_side(proje
     assert any("-j3 execute" in line for line in dry("book", "PROFILE=quick", "JOBS=3"))
     lines = dry("execute", "PROFILE=quick", "JOBS=2", "NPROC=4")
     runs = [line for line in lines if "execute_chapters.py" in line]
-    main = [i for i, line in enumerate(lines) if "prunebounds.experiments main-network" in line]
+    main = [i for i, line in enumerate(lines) if "prunebounds.runs main-network" in line]
     assert len(main) == 1 and main[0] < lines.index(runs[0])
     assert all(line.endswith("--threads 2") for line in runs)
     assert "lottery_tickets" in runs[0]                       # the longest chapter first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -31,12 +33,6 @@ def test_bad_widths(widths):
         models.MLP(widths)
 
 
-def test_weights_that_do_not_chain():
-    with pytest.raises(ParameterError, match="do not chain"):
-        models.check_chain([torch.zeros(5, 4), torch.zeros(3, 6)])
-    models.check_chain([torch.zeros(5, 4), torch.zeros(3, 5)])
-
-
 def test_margins_against_a_loop():
     torch.manual_seed(0)
     out = torch.randn(50, 10)
@@ -60,6 +56,27 @@ def test_margin_loss_counts_ties_and_percentiles():
     assert margins.min_margin(m) == -1.0
     assert margins.margin_percentile(m, 0) == -1.0
     assert margins.margin_percentile(m, 100) == 2.0
+
+
+def test_error_rate_counts_ties_as_errors():
+    """A tie between the correct logit and another one is an error (margin <= 0), even
+    when argmax would pick the label because it comes first."""
+    out = torch.tensor([[2.0, 2.0, 0.0],    # tie, label 0 is argmax's first index: an error
+                        [0.0, 1.0, 3.0],    # correct, margin 2
+                        [5.0, 1.0, 1.0],    # wrong (label 1), margin -4
+                        [1.0, 1.0, 1.0]])   # all equal: an error
+    y = torch.tensor([0, 2, 1, 2])
+    assert margins.error_rate(out, y) == 0.75
+    assert margins.accuracy(out, y) == 0.25
+    assert int(margins.n_correct(out, y)) == 1
+    assert float((out.argmax(1) == y).double().mean()) == 0.5   # what argmax would say
+    net = torch.nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(3))
+    assert margins.model_error_rate(net, out, y) == 0.75
+    assert margins.model_accuracy(net, out, y) == 0.25
+    assert math.isnan(margins.error_rate(out[:0], y[:0]))
+    assert math.isnan(margins.model_accuracy(net, out[:0], y[:0]))
 
 
 def test_profile_resolution_and_errors(monkeypatch):

@@ -11,19 +11,19 @@ import scipy.optimize
 import torch
 from torch import nn
 
+from prunebounds import cache
 from prunebounds.errors import ParameterError
 from prunebounds.models import MLP, linear_layers, weight_matrices
 from prunebounds.perturbation import (
     augmented_weights,
     authors_gamma,
     authors_t,
-    max_input_norm,
     needed_margin,
+    output_change,
     perturbation_bound,
     perturbation_condition_holds,
-    pruning_error,
-    spectral_norms,
 )
+from prunebounds.norms import max_input_norm
 from prunebounds.pruning import prune_paper
 
 # A tiny fixed 2-layer network (no biases): A1 = diag(2, 1), A2 = diag(3, 4).
@@ -46,7 +46,6 @@ def tiny_network(w1: torch.Tensor, w2: torch.Tensor) -> nn.Sequential:
 
 
 def test_hand_computed_bound():
-    assert spectral_norms([A1, A2]) == pytest.approx([2.0, 4.0])
     assert perturbation_bound([2.0, 4.0], [0.5, 1.0], 1.0) == pytest.approx(HAND_BOUND, rel=1e-12)
     assert perturbation_bound([2.0, 4.0], [0.5, 1.0], 3.0) == pytest.approx(3 * HAND_BOUND)
     assert perturbation_condition_holds([2.0, 4.0], [0.5, 1.0])          # 0.5 <= 1, 1 <= 2
@@ -63,7 +62,7 @@ def test_hand_network_change_below_bound():
     f, g = tiny_network(A1, A2), tiny_network(A1_HAT, A2_HAT)
     # x = (0.6, 0.8), ||x|| = 1: f(x) = (3*1.2, 4*0.8) = (3.6, 3.2); g(x) = (2*1.2, 4*0.4) = (2.4, 1.6)
     X = torch.tensor([[0.6, 0.8]])
-    err = pruning_error(f, g, X, torch.tensor([1]))
+    err = output_change(f, g, X, torch.tensor([1]))
     assert err.max_correct_logit_change == pytest.approx(1.6, rel=1e-6)
     assert err.max_sup_change == pytest.approx(1.6, rel=1e-6)
     assert err.max_l2_change == pytest.approx(math.hypot(1.2, 1.6), rel=1e-6)
@@ -87,7 +86,7 @@ def test_bound_holds_on_random_networks():
         y = torch.randint(0, 5, (300,), generator=g)
         br = needed_margin(f, h, max_input_norm(X), m=300, with_gamma=False)
         assert br.condition_holds
-        err = pruning_error(f, h, X, y)
+        err = output_change(f, h, X, y)
         assert err.max_correct_logit_change <= err.max_l2_change <= br.value
         assert err.max_sup_change <= err.max_l2_change
 
@@ -116,7 +115,7 @@ def test_bound_with_biases_via_augmentation():
     plain = [float(torch.linalg.matrix_norm(a - b, 2))
              for a, b in zip(weight_matrices(f), weight_matrices(h))]
     assert d_norms == pytest.approx(plain, rel=1e-6)
-    assert pruning_error(f, h, X, torch.zeros(200, dtype=torch.long)).max_l2_change <= bound
+    assert output_change(f, h, X, torch.zeros(200, dtype=torch.long)).max_l2_change <= bound
 
 
 def test_authors_gamma_closed_and_bisect():
@@ -156,24 +155,24 @@ def test_needed_margin_breakdown_multiplies():
     plain = needed_margin(f, h, input_norm=2.5, m=10, with_gamma=False)
     assert plain.value == pytest.approx(perturbation_bound(plain.weight_norms,
                                                            plain.delta_norms, 2.5))
-    assert set(br.as_dict()) >= {"value", "product_of_norms", "sum_of_ratios",
+    assert set(cache.to_jsonable(br)) >= {"value", "product_of_norms", "sum_of_ratios",
                                  "product_of_gammas", "e_times_b"}
 
 
-def test_pruning_error_last_bias_shift():
+def test_output_change_last_bias_shift():
     torch.manual_seed(5)
     f = MLP([6, 8, 3])
     h = copy.deepcopy(f)
     with torch.no_grad():
         h[-1].bias[0] += 0.5
     X = torch.randn(50, 6)
-    e0 = pruning_error(f, h, X, torch.zeros(50, dtype=torch.long))
+    e0 = output_change(f, h, X, torch.zeros(50, dtype=torch.long))
     assert e0.max_correct_logit_change == pytest.approx(0.5, abs=1e-6)
     assert e0.max_sup_change == pytest.approx(0.5, abs=1e-6)
     assert e0.max_l2_change == pytest.approx(0.5, abs=1e-6)
-    e1 = pruning_error(f, h, X, torch.ones(50, dtype=torch.long))
+    e1 = output_change(f, h, X, torch.ones(50, dtype=torch.long))
     assert e1.max_correct_logit_change == pytest.approx(0.0, abs=1e-6)
-    assert pruning_error(f, f, X, torch.zeros(50, dtype=torch.long)).max_l2_change == 0.0
+    assert output_change(f, f, X, torch.zeros(50, dtype=torch.long)).max_l2_change == 0.0
 
 
 def test_bad_input():
@@ -193,7 +192,7 @@ def test_bad_input():
     with pytest.raises(ParameterError):
         authors_gamma(784, 10, 0)
     with pytest.raises(ParameterError):
-        pruning_error(tiny_network(A1, A2), tiny_network(A1, A2), torch.ones(3, 2),
+        output_change(tiny_network(A1, A2), tiny_network(A1, A2), torch.ones(3, 2),
                       torch.zeros(2, dtype=torch.long))
 
 
@@ -219,15 +218,15 @@ def test_needed_margin_from_norms_matches():
         needed_margin_from_norms(br.weight_norms, br.delta_norms, [(40, 20)], 3.0, 300)
 
 
-def test_pruning_error_with_reference_logits():
+def test_output_change_with_reference_logits():
     f, X, y = _net_and_data()
     h = prune_paper(f, 1.0, seed=2)
     ref = f(X).detach()
-    assert pruning_error(None, h, X, y, reference_logits=ref) == pruning_error(f, h, X, y)
+    assert output_change(None, h, X, y, reference_logits=ref) == output_change(f, h, X, y)
     with pytest.raises(ParameterError):
-        pruning_error(None, h, X, y)
+        output_change(None, h, X, y)
     with pytest.raises(ParameterError):
-        pruning_error(None, h, X, y, reference_logits=ref[:10])
+        output_change(None, h, X, y, reference_logits=ref[:10])
 
 
 def test_pruning_probe_against_direct_computation():
@@ -239,34 +238,34 @@ def test_pruning_probe_against_direct_computation():
         h = prune_paper(f, d, seed=3)
         r = probe.evaluate(h)
         br = needed_margin(f, h, max_input_norm(X), m=len(X))   # full SVD, the authors' form
-        assert r["authors"]["value"] == pytest.approx(br.value, rel=1e-9)
-        assert r["delta_norms"] == pytest.approx(list(br.delta_norms), rel=1e-9)
-        assert r["kept"] == pytest.approx(kept_fractions(h))
+        assert r.authors.value == pytest.approx(br.value, rel=1e-9)
+        assert r.delta_norms == pytest.approx(list(br.delta_norms), rel=1e-9)
+        assert r.kept == pytest.approx(kept_fractions(h))
         Af, Ah = augmented_weights(f), augmented_weights(h)
         a_norms = [float(torch.linalg.matrix_norm(a, 2)) for a in Af]
         d_norms = [float(torch.linalg.matrix_norm(a - b, 2)) for a, b in zip(Af, Ah)]
         B = math.sqrt(max_input_norm(X) ** 2 + 1)
-        assert r["textbook"] == pytest.approx(perturbation_bound(a_norms, d_norms, B), rel=1e-9)
-        assert r["textbook_condition"] == perturbation_condition_holds(a_norms, d_norms)
-        err = pruning_error(f, h, X, y)
-        assert r["max_l2_change"] == pytest.approx(err.max_l2_change, rel=1e-6)
-        assert r["max_correct_logit_change"] == pytest.approx(err.max_correct_logit_change, rel=1e-6)
+        assert r.textbook == pytest.approx(perturbation_bound(a_norms, d_norms, B), rel=1e-9)
+        assert r.textbook_condition == perturbation_condition_holds(a_norms, d_norms)
+        err = output_change(f, h, X, y)
+        assert r.max_l2_change == pytest.approx(err.max_l2_change, rel=1e-6)
+        assert r.max_correct_logit_change == pytest.approx(err.max_correct_logit_change, rel=1e-6)
         wrong = (h(X).argmax(1) != y).double().mean().item()
-        assert r["train_error"] == pytest.approx(wrong)
+        assert r.train_error == pytest.approx(wrong)
         mean_sq = [float(((a - b) ** 2).mean()) for a, b in zip(weight_matrices(f), weight_matrices(h))]
-        assert r["mean_sq_delta"] == pytest.approx(mean_sq, rel=1e-5)
-        if r["textbook_condition"]:                     # a theorem: the truth lies below
-            assert r["max_l2_change"] <= r["textbook"]
+        assert r.mean_sq_delta == pytest.approx(mean_sq, rel=1e-5)
+        if r.textbook_condition:                     # a theorem: the truth lies below
+            assert r.max_l2_change <= r.textbook
     light = probe.evaluate(prune_paper(f, 0.02, seed=3))
-    assert light["textbook_condition"]
-    assert "max_l2_change" not in probe.evaluate(prune_paper(f, 1.0, seed=0), true_error=False)
+    assert light.textbook_condition
+    assert probe.evaluate(prune_paper(f, 1.0, seed=0), true_error=False).max_l2_change is None
 
 
 def test_certified_d_bisection():
     from prunebounds.perturbation import PruningProbe, certified_d
     f, X, y = _net_and_data(widths=(20, 40, 5))
     probe = PruningProbe(f, X, y)
-    needed = lambda d: probe.evaluate(prune_paper(f, d, 4), true_error=False)["authors"]["value"]  # noqa: E731
+    needed = lambda d: probe.evaluate(prune_paper(f, d, 4), true_error=False).authors.value  # noqa: E731
     gamma = needed(1.0)
     d_star = certified_d(probe, f, gamma, seed=4, rel_tol=1e-4)
     assert needed(d_star) <= gamma

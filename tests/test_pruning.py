@@ -318,3 +318,13 @@ def test_drop_threshold_is_the_keep_event():
     z = drop_threshold(torch.zeros(3, dtype=torch.float64), psi,
                        torch.tensor([0.0, 0.5, 0.9], dtype=torch.float64))
     assert not bool((z > 1e-12).any())
+
+
+def test_d_for_keep_inverts_chi():
+    from prunebounds.pruning import d_for_keep
+    assert d_for_keep(0.8) == pytest.approx(1 / 12, rel=1e-12)  # s = 0.04, d = 0.08/0.96
+    assert d_for_keep(1.0) == 0.0
+    for d in [0.0, 0.01, 0.5, 1.0, 10.0, 300.0]:
+        assert d_for_keep(expected_keep_fraction(d)) == pytest.approx(d, rel=1e-9, abs=1e-12)
+    with pytest.raises(ParameterError, match="keep must be > 0"):
+        d_for_keep(0.0)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from prunebounds import cache
 from prunebounds.errors import ParameterError
 from prunebounds.pruning import (
     error_abs_moment,
@@ -24,7 +25,6 @@ from prunebounds.random_matrices import (
     latala_bound_iid,
     markov_factor,
     markov_probability,
-    spectral_norm,
 )
 
 
@@ -128,10 +128,6 @@ def test_bvh_symmetric_dominates_pruning_error():
     assert bandeira_van_handel_bound_iid(n, m, error_second_moment(d, psi)) >= mean_spectral_norm(X)
 
 
-def test_spectral_norm_helper():
-    A = torch.diag(torch.tensor([3.0, -5.0, 1.0]))
-    assert spectral_norm(A) == pytest.approx(5.0)
-    assert spectral_norm(np.array([[3.0, 4.0]])) == pytest.approx(5.0)
 
 
 def test_latala_moments_of_pruning_error_are_consistent():
@@ -165,37 +161,10 @@ def test_bad_input():
 
 
 # --------------------------------------------------------------------------- additions for the pruning chapter
-def test_spectral_norm_lanczos_matches_svd():
-    g = torch.Generator().manual_seed(11)
-    for shape in ((784, 784), (300, 120), (10, 784), (2, 5), (50, 3)):
-        W = torch.randn(shape, generator=g, dtype=torch.float64)
-        W = W * (torch.rand(shape, generator=g, dtype=torch.float64) < 0.4)
-        exact = float(torch.linalg.matrix_norm(W, ord=2))
-        assert spectral_norm(W, "lanczos") == pytest.approx(exact, rel=1e-10)
-        assert spectral_norm(W.numpy(), "lanczos") == pytest.approx(exact, rel=1e-10)
-    assert spectral_norm(W, "lanczos") == spectral_norm(W, "lanczos")   # reproducible
-    with pytest.raises(ParameterError):
-        spectral_norm(W, "power")
 
 
-@pytest.mark.parametrize("density", [0.0, 1e-4, 0.02, 0.1, 0.11, 0.9])
-def test_spectral_norm_lanczos_sparse_and_dense_paths(density):
-    """The CSR path (density <= 10 %) and the dense path agree with the full SVD."""
-    g = torch.Generator().manual_seed(5)
-    W = torch.randn(400, 250, generator=g, dtype=torch.float64)
-    W = W * (torch.rand(W.shape, generator=g, dtype=torch.float64) < density)
-    exact = float(torch.linalg.matrix_norm(W, ord=2))
-    assert spectral_norm(W, "lanczos") == pytest.approx(exact, rel=1e-10, abs=1e-300)
 
 
-def test_spectral_norm_lanczos_clustered_spectrum():
-    """A spectrum with a tiny top gap (slow Lanczos convergence) is still exact."""
-    g = torch.Generator().manual_seed(6)
-    Q1, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
-    Q2, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
-    s = torch.linspace(1.0, 0.999, 300, dtype=torch.float64)
-    W = Q1 @ torch.diag(s) @ Q2.T
-    assert spectral_norm(W, "lanczos") == pytest.approx(1.0, rel=1e-10)
 
 
 def test_asymptotic_norm_iid():
@@ -231,39 +200,22 @@ def test_pruning_error_norm_bounds():
     n, m, d, psi = 40, 30, 2.0, 0.5
     b = pruning_error_norm_bounds(n, m, d, psi)
     m2, m4 = error_second_moment(d, psi), error_fourth_moment(d, psi)
-    assert b["latala_c1"] == pytest.approx(latala_bound_iid(n, m, m2, m4))
-    assert b["frobenius"] == pytest.approx(frobenius_bound_iid(n, m, m2))
-    assert b["asymptotic"] == pytest.approx(asymptotic_norm_iid(n, m, m2))
-    assert b["bvh_gaussian"] == pytest.approx(bandeira_van_handel_bound_iid(n, m, m2, eps="best"))
+    assert b.latala_c1 == pytest.approx(latala_bound_iid(n, m, m2, m4))
+    assert b.frobenius == pytest.approx(frobenius_bound_iid(n, m, m2))
+    assert b.asymptotic == pytest.approx(asymptotic_norm_iid(n, m, m2))
+    assert b.bvh_gaussian == pytest.approx(bandeira_van_handel_bound_iid(n, m, m2, eps="best"))
     sym = [bandeira_van_handel_bound_iid(n, m, m2, version="symmetric", alpha=a,
                                          abs_moment_norm=lambda p: error_lp_norm(d, psi, p))
            for a in SYMMETRIC_ALPHAS]
-    assert b["bvh_symmetric"] == pytest.approx(min(sym))
+    assert b.bvh_symmetric == pytest.approx(min(sym))
     X = pruning_errors(n, m, d, psi, trials=200, seed=7)
     mc = mean_spectral_norm(X)
-    assert b["bvh_symmetric"] >= mc and b["frobenius"] >= mc        # the two theorems
-    assert all(v == 0.0 for v in pruning_error_norm_bounds(n, m, 0.0, psi).values())
+    assert b.bvh_symmetric >= mc and b.frobenius >= mc        # the two theorems
+    assert set(cache.to_jsonable(pruning_error_norm_bounds(n, m, 0.0, psi)).values()) == {0.0}
     huge = pruning_error_norm_bounds(10 ** 6, 10 ** 6, 1.0, 1.0)   # closed forms, no arrays
-    assert huge["frobenius"] / huge["asymptotic"] == pytest.approx(500.0)
-    assert huge["bvh_symmetric"] < huge["frobenius"]
+    assert huge.frobenius / huge.asymptotic == pytest.approx(500.0)
+    assert huge.bvh_symmetric < huge.frobenius
     with pytest.raises(ParameterError):
         pruning_error_norm_bounds(10, 10, -1.0, 1.0)
 
 
-def test_spectral_norms_in_threads_equal_the_serial_values():
-    """Several norms at once (threads, BLAS limited to one thread each): same numbers."""
-    from prunebounds.random_matrices import spectral_norm, spectral_norms
-
-    g = torch.Generator().manual_seed(5)
-    mats = [torch.randn(300, 200, generator=g, dtype=torch.float64),
-            torch.randn(250, 250, generator=g, dtype=torch.float64)
-            * (torch.rand(250, 250, generator=g) < 0.01),          # sparse path
-            torch.randn(10, 300, generator=g, dtype=torch.float64),   # Gram path
-            torch.zeros(40, 40, dtype=torch.float64)]
-    serial = [spectral_norm(m) for m in mats]
-    assert spectral_norms(mats, workers=2) == serial
-    assert spectral_norms(mats, workers=1) == serial
-    assert spectral_norms(mats, "svd", workers=3) == [spectral_norm(m, "svd") for m in mats]
-    assert serial[0] == pytest.approx(float(torch.linalg.matrix_norm(mats[0], ord=2)), rel=1e-12)
-    with pytest.raises(ParameterError):
-        spectral_norms(mats, workers=0)

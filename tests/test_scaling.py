@@ -28,18 +28,18 @@ def test_student_t_scale_gives_variance():
 def test_student_t_rule_gaussian_limit_and_large_df():
     d = 1.0
     g = scaling.student_t_rule(math.inf, d)
-    assert g["keep"] == pytest.approx(pruning.expected_keep_fraction(d), rel=1e-8)
-    assert g["m2"] == pytest.approx(pruning.error_second_moment(d, 1.0), rel=1e-8)
+    assert g.keep == pytest.approx(pruning.expected_keep_fraction(d), rel=1e-8)
+    assert g.m2 == pytest.approx(pruning.error_second_moment(d, 1.0), rel=1e-8)
     t = scaling.student_t_rule(1000.0, d)
-    assert t["keep"] == pytest.approx(g["keep"], rel=1e-2)
+    assert t.keep == pytest.approx(g.keep, rel=1e-2)
 
 
 def test_student_t_rule_matches_monte_carlo():
     d, df = 0.5, 5.0
     exact = scaling.student_t_rule(df, d)
     mc = scaling.student_t_monte_carlo(df, d, (300, 300), seed=0)
-    assert mc["keep"] == pytest.approx(exact["keep"], abs=0.01)
-    assert mc["m2"] == pytest.approx(exact["m2"], rel=0.1)
+    assert mc.keep == pytest.approx(exact.keep, abs=0.01)
+    assert mc.m2 == pytest.approx(exact.m2, rel=0.1)
 
 
 def test_rules_share_sparsity_and_magnitude_drops_smallest():
@@ -59,11 +59,11 @@ def test_compare_rules_rows():
     X, y = torch.randn(50, 20), torch.randint(0, 3, (50,))
     probe = PruningProbe(net, X, y)
     rows = scaling.compare_rules(net, probe, [0.5], 0, X, y)
-    assert [r["rule"] for r in rows] == list(scaling.RULES)
+    assert [r.rule for r in rows] == list(scaling.RULES)
     for r in rows:
         W = models.weight_matrices(net)
-        assert len(r["delta_norms"]) == len(W)
-        assert r["needed"] > 0 and 0 <= r["test_error"] <= 1
+        assert len(r.delta_norms) == len(W)
+        assert r.needed > 0 and 0 <= r.test_error <= 1
 
 
 def test_student_t_rule_matches_scipy_density():
@@ -73,5 +73,5 @@ def test_student_t_rule_matches_scipy_density():
     ref = rule_expectations_quad(
         lambda w: float(stats.t(df, scale=scaling.student_t_scale(df, psi)).pdf(w)), d, psi)
     got = scaling.student_t_rule(df, d, psi)
-    assert got["keep"] == pytest.approx(ref["keep"], rel=1e-8)
-    assert got["m2"] == pytest.approx(ref["m2"], rel=1e-8)
+    assert got.keep == pytest.approx(ref.keep, rel=1e-8)
+    assert got.m2 == pytest.approx(ref.m2, rel=1e-8)

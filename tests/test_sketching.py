@@ -1,4 +1,4 @@
-"""Checks of prunebounds.sketching: the sketch identity, both recovery solvers, counts."""
+"""Checks of prunebounds.sketching: the sketch identity, both recovery solvers, sketch sizes."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from prunebounds.errors import ParameterError
 from prunebounds.sketching import (
     _SketchOperator,
     bipartite_adjacency,
-    count_authors,
-    count_dense,
-    count_sketch,
-    count_sparse_positions_bits,
     default_degree,
     kron_operator,
     recover_first_order,
@@ -219,22 +215,5 @@ def test_theory_sketch_size():
     assert theory_sketch_size(4, 100, c=0.5) == pytest.approx(0.5 * 20 * math.log(100))
 
 
-def test_counts_against_direct_formulas():
-    assert count_dense(784, 10) == 7840 and count_sketch(540, 540) == 291600
-    for d1, d2, alpha, bits in [(5, 6, 7, 8), (10, 10, 0, 16), (4, 4, 16, 1), (30, 20, 55, 3.5)]:
-        direct = math.log2(math.comb(d1 * d2, alpha)) + alpha * bits
-        assert count_sparse_positions_bits(d1, d2, alpha, bits) == pytest.approx(direct, abs=1e-9)
-    keep = 1 - math.sqrt(5 / 7)
-    assert count_authors(784, 300, keep) == pytest.approx(784 * 300 * keep * np.log(784) ** 2)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: count_sparse_positions_bits(3, 3, 10, 8),
-    lambda: count_sparse_positions_bits(3, 3, -1, 8),
-    lambda: count_dense(0, 5),
-    lambda: count_authors(5, 5, 1.5),
-    lambda: theory_sketch_size(-1, 10),
-])
-def test_count_bad_input_raises(call):
-    with pytest.raises(ParameterError):
-        call()

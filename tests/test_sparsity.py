@@ -62,11 +62,11 @@ def test_counts_and_dead_lines_by_hand():
 def test_sparsity_summary_by_hand():
     W = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [2.0, -1.0, 0.0], [0.0, 3.0, 0.0]])
     (s,) = sparsity_summary(W)
-    assert s["shape"] == [4, 3]
-    assert s["rows"]["max"] == 2 and s["rows"]["min"] == 0 and s["rows"]["dead"] == 1
-    assert s["rows"]["mean"] == pytest.approx(1.0)
-    assert s["rows"]["var"] == pytest.approx(np.var([1, 0, 2, 1], ddof=1))
-    assert s["cols"]["spread"] == pytest.approx(3 / (4 / 3))
+    assert s.shape == (4, 3)
+    assert s.rows.max == 2 and s.rows.min == 0 and s.rows.dead == 1
+    assert s.rows.mean == pytest.approx(1.0)
+    assert s.rows.var == pytest.approx(np.var([1, 0, 2, 1], ddof=1))
+    assert s.cols.spread == pytest.approx(3 / (4 / 3))
     assert len(sparsity_summary([W, W.T])) == 2
 
 
@@ -153,10 +153,10 @@ def test_binomial_gof_against_scipy_chisquare():
     o_bins[-1] += ao
     e_bins[-1] += ae
     ref = stats.chisquare(o_bins, e_bins)
-    assert res["bins"] == len(o_bins) and res["dof"] == len(o_bins) - 1
-    assert res["chi2"] == pytest.approx(ref.statistic)
-    assert res["p_value"] == pytest.approx(ref.pvalue)
-    assert 0 <= res["ks"] < 0.1
+    assert res.bins == len(o_bins) and res.dof == len(o_bins) - 1
+    assert res.chi2 == pytest.approx(ref.statistic)
+    assert res.p_value == pytest.approx(ref.pvalue)
+    assert 0 <= res.ks < 0.1
 
 
 # ------------------------------------------------------- maximum of i.i.d. binomials
