@@ -8,6 +8,7 @@ counter-example, so that a check that could never fail would be noticed.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,36 @@ def test_other_norms_are_not_spectral_norms():
                                  "acc = (y == np.argmax(p, axis=1)).mean()"])
 def test_a_second_accuracy_is_found(src):
     assert accuracy_sites(_parse(x=src)) == ["x:1"]
+
+
+# --------------------------------------------------------------------------- code shown in the book
+def literal_includes(root: Path = PACKAGE.parents[1]) -> list[tuple[str, str, str]]:
+    """(page, source file, object) of every ``literalinclude`` with ``:pyobject:`` in the
+    chapters and the book's pages."""
+    found = []
+    pages = sorted((root / "notebooks").glob("*.md")) + sorted((root / "book").glob("*.md"))
+    for page in pages:
+        for m in re.finditer(r"```\{literalinclude\}\s+(\S+)\n:pyobject:\s+(\S+)", page.read_text()):
+            found.append((page.name, m.group(1), m.group(2)))
+    return found
+
+
+def test_every_shown_function_exists_where_the_page_says():
+    """A page that shows ``:pyobject: f`` of a module must find f there (moving code
+    between modules must move the includes too)."""
+    includes = literal_includes()
+    assert includes, "the chapters show code"
+    missing = []
+    for page, src, obj in includes:
+        path = (PACKAGE.parents[1] / "notebooks" / src).resolve()
+        names = set()
+        if path.exists():
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                    if isinstance(node, ast.ClassDef):
+                        names |= {f"{node.name}.{n.name}" for n in node.body
+                                  if isinstance(n, ast.FunctionDef)}
+        if obj not in names:
+            missing.append(f"{page}: {src} :pyobject: {obj}")
+    assert missing == []
