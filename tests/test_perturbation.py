@@ -63,9 +63,9 @@ def test_hand_network_change_below_bound():
     # x = (0.6, 0.8), ||x|| = 1: f(x) = (3*1.2, 4*0.8) = (3.6, 3.2); g(x) = (2*1.2, 4*0.4) = (2.4, 1.6)
     X = torch.tensor([[0.6, 0.8]])
     err = output_change(f, g, X, torch.tensor([1]))
-    assert err.max_correct_logit_change == pytest.approx(1.6, rel=1e-6)
+    assert err.output.max_correct_logit_change == pytest.approx(1.6, rel=1e-6)
     assert err.max_sup_change == pytest.approx(1.6, rel=1e-6)
-    assert err.max_l2_change == pytest.approx(math.hypot(1.2, 1.6), rel=1e-6)
+    assert err.output.max_l2_change == pytest.approx(math.hypot(1.2, 1.6), rel=1e-6)
     assert err.max_l2_change <= HAND_BOUND * max_input_norm(X)
 
 
@@ -248,17 +248,17 @@ def test_pruning_probe_against_direct_computation():
         assert r.textbook == pytest.approx(perturbation_bound(a_norms, d_norms, B), rel=1e-9)
         assert r.textbook_condition == perturbation_condition_holds(a_norms, d_norms)
         err = output_change(f, h, X, y)
-        assert r.max_l2_change == pytest.approx(err.max_l2_change, rel=1e-6)
-        assert r.max_correct_logit_change == pytest.approx(err.max_correct_logit_change, rel=1e-6)
+        assert r.output.max_l2_change == pytest.approx(err.max_l2_change, rel=1e-6)
+        assert r.output.max_correct_logit_change == pytest.approx(err.max_correct_logit_change, rel=1e-6)
         wrong = (h(X).argmax(1) != y).double().mean().item()
         assert r.train_error == pytest.approx(wrong)
         mean_sq = [float(((a - b) ** 2).mean()) for a, b in zip(weight_matrices(f), weight_matrices(h))]
         assert r.mean_sq_delta == pytest.approx(mean_sq, rel=1e-5)
         if r.textbook_condition:                     # a theorem: the truth lies below
-            assert r.max_l2_change <= r.textbook
+            assert r.output.max_l2_change <= r.textbook
     light = probe.evaluate(prune_paper(f, 0.02, seed=3))
     assert light.textbook_condition
-    assert probe.evaluate(prune_paper(f, 1.0, seed=0), true_error=False).max_l2_change is None
+    assert probe.evaluate(prune_paper(f, 1.0, seed=0), true_error=False).output is None
 
 
 def test_certified_d_bisection():

@@ -352,8 +352,8 @@ class ProbeResult:
         textbook: Lemma (P) on the bias-augmented network, B~ = sqrt(B^2 + 1), no Gamma:
             a theorem when ``textbook_condition`` holds.
         textbook_condition: ||Delta^l||_2 <= ||A~^l||_2 / L for every layer.
-        max_correct_logit_change, max_sup_change, max_l2_change: the fields of
-            :class:`OutputChange` on the training set; ``None`` unless measured.
+        output: the measured :class:`OutputChange` on the training set; ``None``
+            unless measured.
         train_error: the pruned network's error rate on the training set
             (:func:`prunebounds.margins.error_rate`); ``None`` unless measured.
     """
@@ -364,9 +364,7 @@ class ProbeResult:
     authors: MarginBreakdown
     textbook: float
     textbook_condition: bool
-    max_correct_logit_change: float | None = None
-    max_sup_change: float | None = None
-    max_l2_change: float | None = None
+    output: OutputChange | None = None
     train_error: float | None = None
 
 
@@ -458,9 +456,7 @@ class PruningProbe:
             authors=authors,
             textbook=perturbation_bound(self.augmented_norms, dn, b_aug),
             textbook_condition=perturbation_condition_holds(self.augmented_norms, dn),
-            max_correct_logit_change=None if change is None else change.max_correct_logit_change,
-            max_sup_change=None if change is None else change.max_sup_change,
-            max_l2_change=None if change is None else change.max_l2_change,
+            output=change,
             train_error=train_error,
         )
 

@@ -26,7 +26,7 @@ from . import margins, models, pruning
 from .errors import ParameterError
 from .gaussianity import RuleExpectations, rule_expectations_quad
 from .norms import max_input_norm, spectral_norm
-from .perturbation import PruningProbe, needed_margin
+from .perturbation import MarginBreakdown, PruningProbe, needed_margin
 from .runs import RunConfig, train_cached
 from .sketching import sketch_sizes
 from .validate import check_int, check_real
@@ -94,7 +94,8 @@ def compare_rules(model: torch.nn.Module, probe: PruningProbe, ds: Sequence[floa
             rows.append(RuleComparison(
                 d=d, rule=rule, kept=float(np.mean(ev.kept)), kept_layers=ev.kept,
                 delta_norms=ev.delta_norms, needed=ev.authors.value,
-                true_change=ev.max_correct_logit_change, l2_change=ev.max_l2_change,
+                true_change=ev.output.max_correct_logit_change,
+                l2_change=ev.output.max_l2_change,
                 train_error=ev.train_error,
                 test_error=margins.error_rate(margins.logits(g, X_test), y_test),
                 delta_fro=tuple(fro), nnz=int(sum(int(torch.count_nonzero(w)) for w in Wg)),
@@ -104,23 +105,18 @@ def compare_rules(model: torch.nn.Module, probe: PruningProbe, ds: Sequence[floa
 
 
 @dataclass(frozen=True)
-class MarginTerms:
-    """The factors of the authors' needed margin for one trained network (:func:`margin_terms`)."""
+class MarginTerms(MarginBreakdown):
+    """The authors' needed margin of one trained network (its factors are those of
+    :class:`prunebounds.perturbation.MarginBreakdown`; ``value`` is the needed margin)
+    and what :func:`margin_terms` compares it with."""
 
-    widths: tuple[int, ...]
-    depth: int
-    needed: float
-    e_times_b: float
-    product_of_norms: float
-    sum_of_ratios: float
-    product_of_gammas: float
-    weight_norms: tuple[float, ...]
-    delta_norms: tuple[float, ...]
-    gamma: float          # the margin_q-th percentile of the training margins
-    test_error: float
-    q: float              # sketch size sum_l k_out k_in
-    n_weights: int
-    nnz: int
+    widths: tuple[int, ...] = ()
+    depth: int = 0
+    gamma: float = 0.0    # the margin_q-th percentile of the training margins
+    test_error: float = 0.0
+    q: float = 0.0        # sketch size sum_l k_out k_in
+    n_weights: int = 0
+    nnz: int = 0
 
 
 def margin_terms(cfg: RunConfig, data, d: float, seed: int, margin_q: float = 5.0,
@@ -129,7 +125,7 @@ def margin_terms(cfg: RunConfig, data, d: float, seed: int, margin_q: float = 5.
 
     The factors of the authors' needed margin (:class:`MarginBreakdown`): e B,
     prod_l ||A^l||_2, sum_l ||Delta^l||_2/||A^l||_2, prod_l Gamma_l, their product
-    ``needed``; beside them the robust margin gamma (``margin_q``-th percentile of the
+    ``value``; beside them the robust margin gamma (``margin_q``-th percentile of the
     training margins), the test error, the sketch size q = sum_l k_out k_in of
     :func:`prunebounds.sketching.sketch_sizes` and the number of weights. ``data`` must be
     the data set ``cfg`` trains on (its training split gives B and m).
@@ -145,10 +141,8 @@ def margin_terms(cfg: RunConfig, data, d: float, seed: int, margin_q: float = 5.
     m_tr = margins.margins(margins.logits(net, X), y)
     sizes = sketch_sizes(Wg)
     return MarginTerms(
-        widths=tuple(cfg.widths), depth=len(W), needed=nm.value, e_times_b=nm.e_times_b,
-        product_of_norms=nm.product_of_norms, sum_of_ratios=nm.sum_of_ratios,
-        product_of_gammas=nm.product_of_gammas, weight_norms=nm.weight_norms,
-        delta_norms=nm.delta_norms, gamma=margins.margin_percentile(m_tr, margin_q),
+        **{f: getattr(nm, f) for f in MarginBreakdown.__dataclass_fields__},
+        widths=tuple(cfg.widths), depth=len(W), gamma=margins.margin_percentile(m_tr, margin_q),
         test_error=margins.model_error_rate(net, data.test.X, data.test.y),
         q=float(sum(s.n_params for s in sizes)), n_weights=int(sum(w.numel() for w in W)),
         nnz=int(sum(int(torch.count_nonzero(w)) for w in Wg)))
