@@ -239,6 +239,24 @@ class argument_map(nodes.General, nodes.Element):
     """The argument map; drawn by the HTML visitor."""
 
 
+class claim_value(nodes.Inline, nodes.TextElement):
+    """One value of a claim in the text (``{claim}`id:value```); in HTML a span that
+    names its claim (``data-claim="id:value"``), so checks can find it."""
+
+
+def visit_claim_value_html(self, node):
+    self.body.append(self.starttag(node, "span", "", CLASS="claim-value",
+                                   **{"data-claim": node["claim"]}))
+
+
+def depart_claim_value_html(self, node):
+    self.body.append("</span>")
+
+
+def _pass(self, node):
+    pass
+
+
 def _badge(verdict: str, claim_id: str | None = None) -> nodes.Node:
     mark = VERDICT_STYLE.get(verdict, ABSENT_STYLE)[3]
     badge = nodes.inline("", f"{mark} {verdict}".strip(),
@@ -451,8 +469,7 @@ class ClaimRole(SphinxRole):
         except claims.ParameterError as exc:
             logger.warning(str(exc), type="claims", subtype="unknown", location=self.get_location())
             return [nodes.problematic(self.rawtext, self.rawtext)], []
-        node = nodes.inline("", v.text(), classes=["claim-value"])
-        node["data-claim"] = f"{claim.id}:{v.name}"
+        node = claim_value("", v.text(), claim=f"{claim.id}:{v.name}")
         return [node], []
 
 
@@ -642,6 +659,9 @@ def setup(app):
     _claims()
     app.add_config_value("claims_full_results", "results/full.json", "env")
     app.add_node(claim_link)
+    app.add_node(claim_value, html=(visit_claim_value_html, depart_claim_value_html),
+                 latex=(_pass, _pass), text=(_pass, _pass), man=(_pass, _pass),
+                 texinfo=(_pass, _pass))
     app.add_node(argument_map, html=(visit_argument_map_html, None), latex=(_skip, None),
                  text=(_skip, None), man=(_skip, None), texinfo=(_skip, None))
     app.add_directive("scorecard", ScorecardDirective)
