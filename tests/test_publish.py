@@ -91,6 +91,12 @@ def role_values(html: str) -> dict[str, str]:
             if "claim-value" in (attrs.get("class") or "") and attrs.get("data-claim")}
 
 
+def class_text(html: str, cls: str) -> str:
+    """The text of the elements with class ``cls``, whitespace collapsed."""
+    return " ".join(" ".join(text.split()) for attrs, text in elements(html)
+                    if cls in (attrs.get("class") or "").split())
+
+
 def badge_verdicts(html: str) -> list[str]:
     marks = {"✓", "✓*", "∅", "✗", "?"}
     out = []
@@ -106,8 +112,9 @@ def badge_verdicts(html: str) -> list[str]:
 
 
 def _record_notebook(path: Path, value: float, claim_id: str = "demo-bound", profile="smoke"):
-    claim = Claim(claim_id, "A demo bound on the demo error", "reconstructed", "chap-demo",
-                  "chap-demo", (Value("bound", "the bound", value, ".4f"),
+    label = f"chap-{path.stem}"
+    claim = Claim(claim_id, "A demo bound on the demo error", "reconstructed", label,
+                  label, (Value("bound", "the bound", value, ".4f"),
                                 Value("error", "the error", 0.05, ".2%")),
                   criteria.bound_vs_error(value, 0.05))
     nb = {"nbformat": 4, "nbformat_minor": 5,
@@ -115,7 +122,7 @@ def _record_notebook(path: Path, value: float, claim_id: str = "demo-bound", pro
                                       "language": "python"}},
           "cells": [
               {"cell_type": "markdown", "id": "a", "metadata": {},
-               "source": "(chap-demo)=\n# Demo chapter\n\nSome text."},
+               "source": f"({label})=\n# Demo chapter {path.stem}\n\nSome text."},
               {"cell_type": "code", "id": "b", "metadata": {"tags": ["remove-input"]},
                "execution_count": 1, "source": "record(...)",
                "outputs": [{"output_type": "display_data", "metadata": {},
@@ -289,7 +296,7 @@ def test_quick_site_after_a_smoke_build(tmp_path):
     scorecard = (site / "book" / "scorecard.html").read_text()
     verdicts = (site / "book" / "verdicts.html").read_text()
     preface = (site / "book" / "preface.html").read_text()
-    assert "This build ran the profile quick:" in " ".join(re.sub(r"<[^>]+>", "", scorecard).split())
+    assert "This build ran the profile quick:" in class_text(scorecard, "claims-status")
     problems = []
     for cid, claim in quick.items():
         card = card_text(scorecard, cid)
@@ -313,3 +320,43 @@ def test_quick_site_after_a_smoke_build(tmp_path):
                             f"{quick[cid].value(name).text()!r}")
     assert role_values(preface), "the preface shows no claim value"
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(JB is None, reason="needs jupyter-book")
+def test_paper_scale_column_from_results_full_json(tiny_book):
+    """Absent file: 'not run yet'. Present: the device and date in the heading, the
+    full-profile numbers or the reason for their absence in every row, and a warning
+    above the rows when the recorded source fingerprint is not the current one."""
+    _record_notebook(tiny_book / "demo2.ipynb", 0.5, claim_id="other-bound")
+    (tiny_book / "_toc.yml").write_text((tiny_book / "_toc.yml").read_text() + "  - file: demo2\n")
+    _build(tiny_book)
+    page = _page(tiny_book, "scorecard")
+    assert "Paper scale (full profile): not run yet" in card_text(page, "demo-bound")
+    assert "has not been produced" in class_text(page, "claims-status")
+
+    full_claim = Claim("demo-bound", "A demo bound on the demo error", "reconstructed", "chap-demo",
+                       "chap-demo", (Value("bound", "the bound", 0.0421, ".4f"),
+                                     Value("error", "the error", 0.016, ".2%")),
+                       criteria.bound_vs_error(0.0421, 0.016))
+    prov = {"profile": "full", "device": "NVIDIA H200", "torch": "2.5.1", "commit": "abc1234def",
+            "source_fingerprint": "not-the-current-one", "date": "2026-12-04", "wall_seconds": 700.0}
+    cl.write_full_results(tiny_book / "results" / "full.json", [full_claim],
+                          {"other-bound": "no CIFAR-10 data on the GPU machine"}, prov)
+    _build(tiny_book)
+    page = _page(tiny_book, "scorecard")
+    card = card_text(page, "demo-bound")
+    assert "Paper scale (full profile; NVIDIA H200, 2026-12-04): ✓ holds the bound 0.0421" in card
+    assert "Measured here (smoke): the bound 1.2345" in card          # this build's column stays
+    assert "no value: no CIFAR-10 data on the GPU machine" in card_text(page, "other-bound")
+    stale = class_text(page, "claims-stale")
+    assert "computed by other code than this build" in stale and "not-the-current-one" in stale
+    assert page.index("claims-stale") < page.index('id="claim-demo-bound"')  # above the rows
+    assert "NVIDIA H200, 2026-12-04, commit abc1234def" in class_text(page, "claims-status")
+
+    from prunebounds import experiments
+    prov["source_fingerprint"] = experiments.source_fingerprint()
+    cl.write_full_results(tiny_book / "results" / "full.json", [full_claim],
+                          {"other-bound": "no CIFAR-10 data on the GPU machine"}, prov)
+    _build(tiny_book)
+    page = _page(tiny_book, "scorecard")
+    assert "claims-stale" not in page and "NVIDIA H200" in class_text(page, "claims-status")

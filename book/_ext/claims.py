@@ -347,7 +347,7 @@ class ScorecardDirective(_ClaimsDirective):
         fields += self._field(f"Measured here ({profile})", self._values(claim.measured))
         fields += self._field("Authors", self._inline_md(claim.authors) if claim.authors
                               else [nodes.Text("—")])
-        fields += self._field("Paper scale (full profile)", self._full_cell(claim, full, full_error))
+        fields += self._field(_full_header(full), self._full_cell(claim, full, full_error))
         j = claim.judgement
         fields += self._field("Criterion", nodes.Text(j.criterion))
         fields += self._field("Why this verdict", nodes.Text(j.reason))
@@ -371,6 +371,14 @@ class ScorecardDirective(_ClaimsDirective):
         if claim.id in full["missing"]:
             return [nodes.Text("no value: " + full["missing"][claim.id])]
         return [nodes.Text("no value: the recorded run predates this claim")]
+
+
+def _full_header(full) -> str:
+    """The paper-scale field's name: the device and the date of the run, when there is one."""
+    if not full:
+        return "Paper scale (full profile)"
+    p = full["provenance"]
+    return f"Paper scale (full profile; {p['device']}, {p['date']})"
 
 
 class ScorecardStatusDirective(_ClaimsDirective):
