@@ -281,44 +281,88 @@ def test_quick_site_after_a_smoke_build(tmp_path):
 
     site = checkout / "_build" / "html"
     assert site.resolve() == (checkout / "_build" / "site" / "quick" / "_build" / "html").resolve()
-
-    def records(profile):
-        out = {}
-        for nb in sorted((checkout / "_build" / "executed" / profile).glob("*.ipynb")):
-            rec = cl.load_from_notebook(nb)
-            assert rec.profile == profile, f"{nb.name} recorded profile {rec.profile}"
-            out.update({c.id: c for c in rec.claims})
-        return out
-
-    quick, smoke = records("quick"), records("smoke")
+    quick = executed_records(checkout / "_build" / "executed" / "quick", "quick")
+    smoke = executed_records(checkout / "_build" / "executed" / "smoke", "smoke")
     assert len(quick) >= 30 and set(quick) == set(smoke)
+    problems = check_site(site, "quick", quick, other=smoke)
+    assert not problems, "\n".join(problems)
 
-    scorecard = (site / "book" / "scorecard.html").read_text()
-    verdicts = (site / "book" / "verdicts.html").read_text()
-    preface = (site / "book" / "preface.html").read_text()
-    assert "This build ran the profile quick:" in class_text(scorecard, "claims-status")
-    problems = []
-    for cid, claim in quick.items():
-        card = card_text(scorecard, cid)
-        measured = card.split("Measured here (quick)", 1)[-1].split("Authors", 1)[0]
-        if "Measured here (quick)" not in card:
-            problems.append(f"{cid}: the row does not say it was measured in the quick build")
-        for v in claim.measured:
-            if v.text() not in measured:
-                problems.append(f"{cid}:{v.name}: quick value {v.text()!r} not shown")
-            s = smoke[cid].value(v.name).text()
-            if s != v.text() and not any(s in w.text() for w in claim.measured) and \
-                    re.search(rf"(?<![\d.]){re.escape(s)}(?![\d])", measured):
-                problems.append(f"{cid}:{v.name}: smoke value {s!r} shown")
-        if claim.verdict not in card:
-            problems.append(f"{cid}: verdict {claim.verdict!r} not shown")
-    assert sorted(badge_verdicts(verdicts)) == sorted(c.verdict for c in quick.values())
-    for key, shown in role_values(preface).items():
-        cid, name = key.split(":")
-        if shown != quick[cid].value(name).text():
-            problems.append(f"preface {key}: shows {shown!r}, the quick record says "
-                            f"{quick[cid].value(name).text()!r}")
-    assert role_values(preface), "the preface shows no claim value"
+
+def executed_records(folder: Path, profile: str) -> dict[str, Claim]:
+    out = {}
+    for nb in sorted(folder.glob("*.ipynb")):
+        rec = cl.load_from_notebook(nb)
+        assert rec.profile in (profile, None), f"{nb.name} recorded profile {rec.profile}"
+        out.update({c.id: c for c in rec.claims})
+    return out
+
+
+def _shown_verdict(text: str) -> str:
+    words = text.split()
+    rest = " ".join(words[1:] if words and words[0] in {"✓", "✓*", "∅", "✗", "?"} else words)
+    return max((v for v in cl.VERDICTS if rest == v or rest.startswith(v + " ")), key=len, default="")
+
+
+def check_site(site: Path, profile: str, records: dict[str, Claim],
+               other: dict[str, Claim] | None = None) -> list[str]:
+    """Problems with the numbers a site shows from claim records: each must equal the
+    record of ``profile``'s executed notebook, and none may be a value that only the
+    ``other`` build recorded."""
+    problems, cards, roles, lists = [], set(), 0, 0
+    for page in sorted(site.rglob("*.html")):
+        rel = page.relative_to(site).as_posix()
+        if rel.startswith(("_static", "_sources", "_images")):
+            continue
+        html = page.read_text()
+        if "claim-" not in html:
+            continue
+        if "claims-status" in html and f"ran the profile {profile}:" not in class_text(html, "claims-status"):
+            problems.append(f"{rel}: the status line does not name the profile {profile}")
+        for cid, claim in records.items():
+            if f'id="claim-{cid}"' not in html:
+                continue
+            cards.add(cid)
+            card = card_text(html, cid)
+            head = f"Measured here ({profile}):"
+            measured = card.split(head, 1)[-1].split("Authors:", 1)[0]
+            if head not in card:
+                problems.append(f"{rel} {cid}: the row does not say it was measured in {profile}")
+            if _shown_verdict(card) != claim.verdict:
+                problems.append(f"{rel} {cid}: shows {_shown_verdict(card)!r}, recorded {claim.verdict!r}")
+            for v in claim.measured:
+                if v.text() not in measured:
+                    problems.append(f"{rel} {cid}:{v.name}: {profile} value {v.text()!r} not shown")
+                if other and cid in other:
+                    o = other[cid].value(v.name).text()
+                    if o != v.text() and not any(o in w.text() for w in claim.measured) and \
+                            re.search(rf"(?<![\d.]){re.escape(o)}(?![\d])", measured):
+                        problems.append(f"{rel} {cid}:{v.name}: the other build's value {o!r} shown")
+        for key, shown in role_values(html).items():
+            roles += 1
+            cid, name = key.split(":")
+            want = records[cid].value(name).text() if cid in records else None
+            if shown != want:
+                problems.append(f"{rel} {{claim}}`{key}`: shows {shown!r}, the record says {want!r}")
+        if "claims-verdicts" in html:
+            lists += 1
+            if sorted(badge_verdicts(html)) != sorted(c.verdict for c in records.values()):
+                problems.append(f"{rel}: the verdicts listed differ from the records")
+    if cards != set(records):
+        problems.append(f"claims without a scorecard row: {sorted(set(records) - cards)}")
+    if not roles or not lists:
+        problems.append(f"found {roles} claim values in the text and {lists} verdict lists")
+    return problems
+
+
+def test_site_numbers_equal_the_executed_notebooks(built_site):
+    """The book built for the tests (smoke, or $PRUNEBOUNDS_SITE): every number it shows
+    from a claim record is the record of the executed notebook of its own profile."""
+    site = Path(built_site).resolve()
+    profile = site.parent.parent.name  # _build/site/<profile>/_build/html
+    executed = ROOT / "_build" / "executed" / profile
+    if not executed.is_dir():
+        pytest.skip(f"no executed notebooks for the profile {profile!r} of {site}")
+    problems = check_site(site, profile, executed_records(executed, profile))
     assert not problems, "\n".join(problems)
 
 

@@ -224,6 +224,21 @@ def _text(name: str, x: Any) -> str:
     return x.strip()
 
 
+def _compare(value, limit, what, limit_what, otherwise, sign, negated, ok) -> Judgement:
+    """The comparison behind :meth:`criteria.at_most` and :meth:`criteria.at_least`."""
+    lim = _num("limit", limit)
+    otherwise = _check_otherwise(otherwise)
+    lt = f"{limit_what} ({_g(lim)})" if limit_what else _g(lim)
+    cond = f"{what} {sign} {lt}"
+    criterion = f"holds when {cond}; {otherwise} otherwise"
+    if (nan := _undefined(what, value, criterion, cond)) is not None:
+        return nan
+    v = _num(what, value)
+    if ok(v, lim):
+        return Judgement(HOLDS, criterion, f"{what} = {_g(v)} {sign} {_g(lim)}", cond)
+    return Judgement(otherwise, criterion, f"{what} = {_g(v)} {negated} {_g(lim)}", cond)
+
+
 class criteria:
     """The criteria that turn numbers into verdicts (namespace; no instances).
 
@@ -275,33 +290,13 @@ class criteria:
                 otherwise: str = FAILS) -> Judgement:
         """*holds* when value <= limit, else ``otherwise`` (does not hold, or holds but
         vacuous); a NaN value is *not checked*."""
-        lim = _num("limit", limit)
-        otherwise = _check_otherwise(otherwise)
-        lt = f"{limit_what} ({_g(lim)})" if limit_what else _g(lim)
-        cond = f"{what} ≤ {lt}"
-        criterion = f"holds when {cond}; {otherwise} otherwise"
-        if (nan := _undefined(what, value, criterion, cond)) is not None:
-            return nan
-        v = _num(what, value)
-        if v <= lim:
-            return Judgement(HOLDS, criterion, f"{what} = {_g(v)} ≤ {_g(lim)}", cond)
-        return Judgement(otherwise, criterion, f"{what} = {_g(v)} > {_g(lim)}", cond)
+        return _compare(value, limit, what, limit_what, otherwise, "≤", ">", lambda v, m: v <= m)
 
     @staticmethod
     def at_least(value: float, limit: float, *, what: str, limit_what: str | None = None,
                  otherwise: str = FAILS) -> Judgement:
         """*holds* when value >= limit, else ``otherwise``; a NaN value is *not checked*."""
-        lim = _num("limit", limit)
-        otherwise = _check_otherwise(otherwise)
-        lt = f"{limit_what} ({_g(lim)})" if limit_what else _g(lim)
-        cond = f"{what} ≥ {lt}"
-        criterion = f"holds when {cond}; {otherwise} otherwise"
-        if (nan := _undefined(what, value, criterion, cond)) is not None:
-            return nan
-        v = _num(what, value)
-        if v >= lim:
-            return Judgement(HOLDS, criterion, f"{what} = {_g(v)} ≥ {_g(lim)}", cond)
-        return Judgement(otherwise, criterion, f"{what} = {_g(v)} < {_g(lim)}", cond)
+        return _compare(value, limit, what, limit_what, otherwise, "≥", "<", lambda v, m: v >= m)
 
     @staticmethod
     def within_factor(value: float, reference: float, factor: float, *, what: str,
