@@ -332,7 +332,6 @@ class ScorecardDirective(_ClaimsDirective):
                            nodes.field_body("", nodes.paragraph("", "", *body)))
 
     def _card(self, claim, entry, full, full_error) -> nodes.Node:
-        claims = _claims()
         card = nodes.container("", classes=["claim-card",
                                             f"claim-card-{VERDICT_CLASS[claim.verdict]}"])
         card["ids"].append(f"claim-{claim.id}")
