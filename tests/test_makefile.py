@@ -105,3 +105,27 @@ def test_book_trains_the_main_network_once_then_runs_chapters_side_by_side(proje
     smoke = dry("execute", "PROFILE=smoke", "JOBS=1", "NPROC=1")
     assert not any("main-network" in line for line in smoke)  # seconds: not worth a step
     assert all(line.endswith("--threads 1") for line in smoke if "execute_chapters" in line)
+
+
+def test_each_profile_has_its_own_stage_and_sphinx_output(project):
+    """Sphinx keeps a page whose source did not change; two profiles rendered into one
+    folder would mix their numbers. `make book` stages and renders each profile in its
+    own folders and points _build/html at the profile just built."""
+    for name in ("_config.yml", "_toc.yml"):
+        (project / name).write_text("\n")
+    env = {**os.environ, "VIRTUAL_ENV": str(project / "venv")}
+
+    def dry(profile):
+        res = subprocess.run(["make", "-n", "--no-print-directory", "book", f"PROFILE={profile}"],
+                             cwd=project, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
+    smoke, quick = dry("smoke"), dry("quick")
+    for profile, out in (("smoke", smoke), ("quick", quick)):
+        other = "quick" if profile == "smoke" else "smoke"
+        assert f"jupyter-book build _build/stage/{profile} --path-output _build/site/{profile}" in out
+        assert "-W -n --keep-going" in out
+        assert f"ln -s site/{profile}/_build/html _build/html" in out
+        assert f"rm -rf _build/stage/{profile} " in out
+        assert f"_build/site/{other}" not in out and f"_build/stage/{other}" not in out

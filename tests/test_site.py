@@ -175,3 +175,68 @@ def test_every_page_renders_offline(site, server):
         browser.close()
     assert typeset_total > 0, "no math was typeset anywhere"
     assert not failures, "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in failures.items())
+
+
+CHECK_FIT = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+    if (MathJax.typesetPromise) await MathJax.typesetPromise();
+  }
+  const vw = window.innerWidth;
+  const problems = [];
+  const roots = document.querySelectorAll('.claims-scorecard, ul.claims-verdicts');
+  const article = document.querySelector('article') || document.body;
+  const limit = Math.min(vw, article.getBoundingClientRect().right) + 1;
+  for (const root of roots) {
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      if (r.right > limit || r.left < -1) {
+        problems.push(`overflows (${Math.round(r.left)}..${Math.round(r.right)} px, limit ${Math.round(limit)}): `
+                      + el.tagName + '.' + el.className + ' ' + (el.textContent || '').trim().slice(0, 50));
+      }
+      const cs = getComputedStyle(el);
+      if (['auto', 'scroll'].includes(cs.overflowX) && el.scrollWidth > el.clientWidth + 1
+          && !el.closest('mjx-container')) {
+        problems.push('scrolls sideways: ' + el.tagName + '.' + el.className);
+      }
+    }
+  }
+  const badges = [...document.querySelectorAll('.claims-scorecard .claim-badge, ul.claims-verdicts .claim-badge')];
+  for (const b of badges) {
+    const r = b.getBoundingClientRect();
+    if (r.left < 0 || r.right > vw) problems.push('verdict badge outside the viewport: ' + b.textContent);
+  }
+  if (document.documentElement.scrollWidth > vw) problems.push('the page scrolls sideways');
+  return {problems, roots: roots.length, badges: badges.length};
+}
+"""
+
+
+def test_verdicts_fit_a_1280_pixel_screen(site, server):
+    """Issue: the verdict was the fifth column of an overflowing table. At 1280 x 800 no
+    element of the scorecard or of the verdicts page may overflow sideways, and every
+    verdict badge lies inside the viewport."""
+    pages = [p for p in _pages(site)
+             if "claims-scorecard" in p.read_text() or "claims-verdicts" in p.read_text()]
+    assert len(pages) >= 2, "no scorecard or verdicts page found"
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    failures = {}
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(server) else r.abort())
+        for page_path in pages:
+            rel = page_path.relative_to(site).as_posix()
+            page = context.new_page()
+            page.goto(urljoin(server, rel), wait_until="load")
+            result = page.evaluate(CHECK_FIT)
+            page.screenshot(path=str(shots / ("1280x800__" + rel.replace("/", "__") + ".png")))
+            assert result["badges"] > 0, f"{rel}: no verdict badge"
+            if result["problems"]:
+                failures[rel] = result["problems"][:20]
+            page.close()
+        browser.close()
+    assert not failures, "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in failures.items())

@@ -5,7 +5,8 @@
 Builds a book holding the preface, notation, references, the setting chapter (executed,
 from _build/executed/<profile>/ if there) and the given chapter, with the same settings
 as `make book` (-W -n --keep-going). Warnings about links to chapters that are not in
-the preview can be ignored; every other warning must be fixed.
+the preview, and about claims those chapters record (the preface's `{claim}` values),
+can be ignored; every other warning must be fixed.
 """
 
 from __future__ import annotations
