@@ -75,7 +75,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick", dataset="mnist", arch="paper-mnist", optimiser="paper-mnist",
-        epochs=10, max_train=None, seed=0, n_d=21, mc_trials=200, snapshots=(1, 2, 3),
+        epochs=45, max_train=None, seed=0, n_d=21, mc_trials=200, snapshots=(1, 5, 15, 30),
     ),
     "full": Profile(
         name="full", dataset="mnist", arch="paper-mnist", optimiser="paper-mnist",

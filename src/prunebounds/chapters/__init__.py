@@ -23,6 +23,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ..validate import check_choice
+
 #: The chapters in the order of the book.
 CHAPTERS = (
     "setting",
@@ -42,6 +44,4 @@ CHAPTERS = (
 
 def load(name: str) -> ModuleType:
     """The module of chapter ``name`` (one of :data:`CHAPTERS`)."""
-    if name not in CHAPTERS:
-        raise KeyError(f"unknown chapter {name!r}; chapters: {', '.join(CHAPTERS)}")
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{check_choice('chapter', name, CHAPTERS)}")
