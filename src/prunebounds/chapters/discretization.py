@@ -56,7 +56,7 @@ LABEL = "chap-discretization"
 REQUIRES = ("setting",)
 
 #: Bit widths per profile.
-BITS = {"smoke": (2, 4, 8), "quick": (2, 4, 8, 12), "full": tuple(range(2, 17))}
+BITS = {"smoke": (2, 4, 8), "quick": (2, 5, 10), "full": tuple(range(2, 17))}
 #: Pruning parameters of the paper's rule (default of every profile).
 D_VALUES = (1.0, 5.0)
 #: The layer (1-based) whose sketches are counted.
@@ -298,7 +298,7 @@ def _sketch_levels(X: np.ndarray, rho: float, K: int, seed: int) -> tuple[Sketch
 
 
 def _norms(mats) -> tuple[float, ...]:
-    return tuple(spectral_norm(M, "svd") for M in mats)
+    return tuple(spectral_norm(M) for M in mats)
 
 
 def _round(pr, bits, D, f_train, p_train, a_norms, prune_norms, B_aug, seed, sketch: bool):

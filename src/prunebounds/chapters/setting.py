@@ -202,9 +202,9 @@ def _histogram(m_train: torch.Tensor, m_test: torch.Tensor) -> MarginHistogram:
 def _layer_norms(net: nn.Module, init: nn.Module) -> tuple[LayerNorms, ...]:
     out = []
     for l, (A, A0) in enumerate(zip(weight_matrices(net), weight_matrices(init)), 1):
-        out.append(LayerNorms(l, A.shape[1], A.shape[0], spectral_norm(A, "svd"),
+        out.append(LayerNorms(l, A.shape[1], A.shape[0], spectral_norm(A),
                               frobenius_norm(A), float(A.double().var(unbiased=False)),
-                              spectral_norm(A - A0, "svd")))
+                              spectral_norm(A - A0)))
     return tuple(out)
 
 
