@@ -23,9 +23,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_folders(tmp_path_factory, monkeypatch):
-    """Point the results cache at a fresh folder so tests never touch _cache/."""
+def _isolated_folders(tmp_path_factory, monkeypatch, request):
+    """Point the results cache at a fresh folder so tests never touch _cache/; run every
+    test on the CPU (``PRUNEBOUNDS_DEVICE=cpu``) except those marked ``cuda``, so that the
+    suite checks the same thing, bit for bit, on a machine with a GPU."""
     monkeypatch.setenv("PRUNEBOUNDS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setenv("PRUNEBOUNDS_DEVICE", "cpu")
+    else:
+        monkeypatch.delenv("PRUNEBOUNDS_DEVICE", raising=False)
     yield
 
 

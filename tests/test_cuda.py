@@ -166,7 +166,7 @@ def test_resnet_and_vit_train_and_prune_on_cuda(name, bundle):
     assert all(w.device.type == "cuda" for _, w in beyond.weight_matrices_all(g))
     sweep = beyond.prune_sweep(net, X, bundle.train.y[:64].to(CUDA), X, bundle.train.y[:64],
                                [0.0, 2.0], [0])
-    assert sweep.max_l2_change[0] == (0.0,) and sweep.kept[1][0] < 1.0
+    assert sweep.max_l2_change[0][0] <= 1e-5 and sweep.kept[1][0] < 1.0
     if name.startswith("resnet"):
         net64 = copy.deepcopy(run.model).double()
         b_cpu = beyond.resnet_perturbation_bound(net64, beyond.prune_paper_all(net64, 2.0, 0), 1.0)
