@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import DataBundle, augment_cifar, batches
+from .devices import resolve_device
 from .margins import model_accuracy, n_correct
 from .validate import check_choice, check_int
 
@@ -126,17 +127,25 @@ def train(
     *,
     snapshot_epochs: tuple[int, ...] = (),
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> tuple[TrainingHistory, dict[int, dict[str, torch.Tensor]]]:
     """Train ``model`` in place for ``epochs`` epochs; return its history and snapshots.
 
-    The model and ``data`` must be on the same device (``data.to(device)``,
-    ``model.to(device)``). Returns the :class:`TrainingHistory` and ``{epoch:
-    state_dict}`` for the requested ``snapshot_epochs`` (0 = initial). Shuffling and
-    augmentation use a CPU generator seeded with ``seed``, so two runs with the same
-    seed, data and thread count give bit-identical weights on the CPU.
+    The model and the data are moved once to ``device`` (a name for
+    :func:`prunebounds.devices.resolve_device`; ``None``: where the model's parameters
+    are) and the model stays there. Returns the :class:`TrainingHistory` and ``{epoch:
+    state_dict}`` for the requested ``snapshot_epochs`` (0 = initial; on the training
+    device). Shuffling and augmentation use a CPU generator seeded with ``seed``, so two
+    runs with the same seed, data and thread count give bit-identical weights on the
+    CPU, and the same batches on every device.
     """
     epochs = check_int("epochs", epochs, minimum=0)
     gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    param = next(model.parameters(), None)
+    dev = resolve_device(device) if device is not None else (
+        param.device if param is not None else torch.device("cpu"))
+    model.to(dev)
+    data = data.to(dev)
     sgd = make_sgd(model, opt)
     X, y = data.train.X, data.train.y
     rec: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_acc",
