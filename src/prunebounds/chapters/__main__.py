@@ -103,7 +103,7 @@ def full_results(P: Profile, out: Path, *, jobs: int = 6,
         write_full_results(out, claims, missing, provenance)
 
     t = time.perf_counter()
-    train_cached(RunConfig.from_profile(P), progress=True)
+    train_cached(RunConfig.from_profile(P), progress=False)
     seconds["main network"] = round(time.perf_counter() - t, 1)
     print(f"main network: {seconds['main network']:.0f} s", flush=True)
 
