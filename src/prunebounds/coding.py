@@ -27,32 +27,40 @@ and biases, bit for bit (tested), hence identical predictions.
 
 The format (version 1)
 ----------------------
-Five segments of whole bytes, one after the other; their lengths are in the header,
-so the decoder always knows where the code ends. The set of all codes is therefore
-prefix-free, which is what the bound needs (Kraft's inequality: sum 2^-len <= 1).
+A header and five segments of whole bytes, one after the other; the segments' lengths
+are in the header, so the decoder always knows where the code ends. The set of all
+codes is therefore prefix-free, which is what the bound needs (Kraft's inequality:
+sum 2^-len <= 1). Every segment is bit-packed side information followed by the 32-bit
+words of one range-coder stream.
 
 ``header``
     magic ``PB``, format version, network kind (0 = ReLU MLP; room for other kinds),
     the number of layers, per layer its kind (0 = dense linear) and the widths, b,
     quantiser, storage dtype of floats, ``bias_bits``, per layer the model of its
-    positions (density, column, sketch of the mask, sketch of the symbols), the sketch
-    seed when a layer is sketched, and the byte lengths of the other segments.
+    positions (density, column, sketch of the mask, sketch of the symbols), whether unit
+    sets are used, the sketch seed and solver budget and every sketch size when a layer
+    is sketched, and the byte lengths of the other segments.
     Integers are Elias-gamma codes (Elias 1975), packed into bits.
 ``codebook``
     per layer the k-means centres (their number, then the floats) or the grid step.
 ``positions``
-    per layer the mask of kept weights, entropy-coded with an explicit model:
-    *density* (every entry kept with probability n_kept / n, n_kept in the segment:
-    about log2 C(n, n_kept) bits, the count of the paper's Lemma D.1) or *column* (an
-    adaptive Krichevsky-Trofimov estimate per input column, rows in order:
-    P(keep) = (kept above in the column + 1/2) / (rows above + 1), which learns that
-    some input pixels are never used). ``positions="auto"`` keeps the shorter one per
-    layer.
+    with *unit sets* (the default), first the set of units each layer boundary keeps
+    (the inputs some weight reads, the hidden units with a kept weight in or out, the
+    outputs some weight writes), each as a density-coded 0/1 vector; then per layer
+    the mask of kept weights inside the block (kept outputs x kept inputs), or the whole
+    mask without unit sets, entropy-coded with an explicit model: *density* (every
+    entry kept with probability n_kept / n, n_kept in the segment: within a few bits of
+    log2 C(n, n_kept), the count of the paper's Lemma D.1) or *column* (an adaptive
+    Krichevsky-Trofimov estimate per input column, Krichevsky & Trofimov 1981, rows in
+    order: P(keep) = (kept above in the column + 1/2) / (rows above + 1)).
+    ``positions="auto"`` keeps the shorter of the two per layer.
 ``values``
     per layer the histogram of its symbols (Elias-gamma counts), then every kept
     weight's symbol under that categorical model, in row-major order.
 ``biases``
-    per layer the bias step, the range of levels and their histogram, then the levels.
+    per layer the bias step, the range of levels and their histogram, then the levels
+    of the output units and of the hidden units in the unit sets (the other hidden
+    units reach nothing, and their biases are zero).
 ``sketch``
     for layers coded by the paper's device instead: the k x k sketch Y = A Z B^T of the
     layer's integer matrix Z (the mask, or the signed symbol ranks), A and B random
