@@ -82,6 +82,14 @@ def test_occam_bound_worked_example():
     assert K.occam_kl_bound(0.02, 8006, 60000, 0.05) == pytest.approx(with64, abs=1e-10)
 
 
+def test_bits_for_bound_inverts_the_bound():
+    for q, target in [(0.02, 0.2), (0.05, 0.35), (0.0, 0.1)]:
+        bits = K.bits_for_bound(q, target, 60000, 0.05, n_choices=4)
+        assert bits > 0
+        assert K.occam_kl_bound(q, bits, 60000, 0.05, 4) == pytest.approx(target, abs=1e-9)
+    assert K.bits_for_bound(0.3, 0.2, 60000) < 0  # no code certifies below the training error
+
+
 def test_bound_is_monotone():
     bits = [1000, 4000, 16000, 64000]
     by_bits = [K.occam_kl_bound(0.03, b, 60000) for b in bits]

@@ -61,6 +61,7 @@ __all__ = [
     "kl_bernoulli",
     "kl_inverse_upper",
     "occam_kl_bound",
+    "bits_for_bound",
     "Certificate",
     "error_rate",
     "certify",
@@ -152,6 +153,24 @@ def occam_kl_bound(train_error: float, code_bits: float, m: int, delta: float = 
     delta = _check_delta(delta)
     n = check_int("n_choices", n_choices, minimum=1)
     return kl_inverse_upper(q, (bits * LN2 + math.log(1.0 / delta) + math.log(n)) / m)
+
+
+def bits_for_bound(train_error: float, target: float, m: int, delta: float = 0.05,
+                   n_choices: int = 1) -> float:
+    """The longest code (in bits) whose (Occam-kl) bound is at most ``target``.
+
+    Inverts :func:`occam_kl_bound` in the code length: (m kl(q || target) - ln(1/delta)
+    - ln N) / ln 2, negative when no code is short enough (target <= q gives kl = 0).
+    With target = 1 - 1e-12 it is, in effect, the break-even length beyond which the
+    bound is vacuous.
+    """
+    q = _check_fraction("train_error", train_error)
+    target = _check_fraction("target", target)
+    m = _check_m(m)
+    delta = _check_delta(delta)
+    n = check_int("n_choices", n_choices, minimum=1)
+    kl = kl_bernoulli(q, target) if target > q else 0.0
+    return (m * kl - math.log(1.0 / delta) - math.log(n)) / LN2
 
 
 def error_rate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
