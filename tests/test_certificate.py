@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy.optimize import brentq
@@ -17,6 +16,14 @@ from prunebounds.errors import ParameterError
 from prunebounds.models import build
 from prunebounds.pruning import prune_magnitude
 from prunebounds.train import optimiser_config, make_sgd, train_epoch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Small tensors on a shared machine: one thread spares seconds of thread contention."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads(1)
+    torch.set_num_threads(before)
 
 
 def kl_scipy(q: float, p: float) -> float:
@@ -127,7 +134,6 @@ def test_a_bound_below_the_test_error_is_flagged():
 @pytest.fixture(scope="module")
 def trained():
     """The smoke MLP trained for 2 epochs on 20,000 synthetic images, then pruned."""
-    torch.set_num_threads(1)
     train, test = synthetic(20000, seed=1), synthetic(2000, seed=2)
     net = build("smoke", 0)
     opt = optimiser_config("paper-mnist")

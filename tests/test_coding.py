@@ -17,6 +17,14 @@ from prunebounds.pruning import prune_magnitude
 WIDTHS = (40, 24, 16, 6)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Small tensors on a shared machine: one thread spares seconds of thread contention."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads(1)
+    torch.set_num_threads(before)
+
+
 def pruned_net(widths=WIDTHS, fraction=0.8, seed=0):
     """A randomly initialised MLP with 80% of each layer's weights pruned by magnitude,
     biases spread out so that they are not all tiny."""
@@ -164,11 +172,13 @@ def test_dead_units_are_removed_without_changing_outputs():
 def test_uniform_grid_is_nearest_level_and_has_no_zero():
     net = pruned_net()
     for bits in (1, 2, 3):
-        q = C.quantise_network(net, C.CodeSpec(bits=bits, quantiser="uniform", float_dtype="float32"))
+        spec = C.CodeSpec(bits=bits, quantiser="uniform", float_dtype="float32")
+        q = C.quantise_network(net, spec)
         for layer, lin in zip(q.layers, linear_layers(net)):
             assert len(layer.table) == 2 ** bits and 0.0 not in layer.table
             levels = layer.table / layer.step
-            expected = np.concatenate([np.arange(-2 ** (bits - 1), 0), np.arange(1, 2 ** (bits - 1) + 1)])
+            half = 2 ** (bits - 1)
+            expected = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])
             np.testing.assert_allclose(levels, expected, rtol=1e-6)
             v = lin.weight.detach().numpy()[layer.mask]
             nearest = np.abs(v[:, None] - layer.table[None, :]).argmin(axis=1)
@@ -205,13 +215,14 @@ def test_ranks_and_symbols_determine_each_other():
 def test_sketch_code_roundtrip(mode):
     """Layer 1 (24 x 40, about 5% kept) is stored as its sketch and recovered exactly."""
     net = pruned_net(fraction=[0.95, 0.8, 0.5])
-    spec = C.CodeSpec(bits=2, positions=mode, sketch_layers=(1,))
+    spec = C.CodeSpec(bits=2, positions=mode, sketch_layers=(1,), sketch_max_iter=500,
+                      sketch_growth=1.3)
     log: list[C.SketchAttempt] = []
     code = C.encode(net, spec, sketch_log=log)
     parts = C.code_length_breakdown(code)
     assert parts.sketch > 0 and parts.sketch_k[0] is not None and parts.sketch_k[1] is None
     assert parts.layer_positions[0] == mode
-    assert log and log[-1].exact or any(a.exact for a in log)
+    assert any(a.exact and a.k == parts.sketch_k[0] for a in log)
     assert same_params(C.decode(code), C.quantise(net, spec))
 
 
@@ -230,7 +241,7 @@ def test_finetune_keeps_mask_and_codebook_size_and_lowers_the_loss(tiny_bundle):
     net = prune_magnitude(build("smoke", 0), 0.9)
     spec = C.CodeSpec(bits=2)
     before = C.quantise(net, spec)
-    tuned = C.finetune_codebook(net, spec, X, y, epochs=3, lr=3e-3, seed=0)
+    tuned = C.finetune_codebook(net, spec, X, y, epochs=2, lr=3e-3, seed=0)
     after = C.quantise(tuned, spec)
     for a, b in zip(linear_layers(before), linear_layers(after)):
         assert torch.equal(a.weight != 0, b.weight != 0)

@@ -15,18 +15,20 @@ two Bernoulli distributions. Hence err(h) <= kl^{-1}(err_S(h), (|c(h)| ln 2 +
 ln(1/delta)) / m), the largest p >= err_S(h) that satisfies the inequality.
 
 Proof sketch. Fix h. m err_S(h) is Binomial(m, err(h)), and the Chernoff bound for
-its lower tail gives P(err_S(h) <= q) <= exp(-m kl(q || err(h))) for q <= err(h)
-(Langford 2005, Lemma 3.6 / the relative-entropy Chernoff bound). Give h the failure
-probability delta 2^-|c(h)|: the event "err(h) > kl^{-1}(err_S(h), eps_h)" with
+its lower tail in relative-entropy form gives P(err_S(h) <= q) <= exp(-m kl(q || err(h)))
+for q <= err(h) (Langford 2005, Section 3). Give h the failure probability
+delta 2^-|c(h)|: the event "err(h) > kl^{-1}(err_S(h), eps_h)" with
 eps_h = (|c(h)| ln 2 + ln(1/delta)) / m has probability at most exp(-m eps_h) =
 delta 2^-|c(h)|. Kraft's inequality for the prefix-free code, sum_h 2^-|c(h)| <= 1,
-and a union bound over h give total failure probability at most delta. This is the
-Occam's razor bound of Langford (2005, "Tutorial on practical prediction theory for
-classification", JMLR 6, Theorem 4.1, there with the exact binomial tail; the kl
-form is its Chernoff relaxation), the point-mass case of the PAC-Bayes-kl bound of
-Seeger (2002) / Langford & Seeger (2001) and McAllester (1999), as used for
-compressed networks by Zhou et al. (2019) and Lotfi et al. (2022), who add the
-prefix-free code length of the compressed network in the same way.
+and a union bound over h give total failure probability at most delta.
+
+This is the Occam's razor bound of Langford (2005, "Tutorial on practical prediction
+theory for classification", JMLR 6, Section 4), there stated with the exact binomial
+tail, of which the kl form is the Chernoff relaxation (looser by O(ln(m) / m)). It is
+the deterministic, countable-prior counterpart of the PAC-Bayes-kl bound of Langford &
+Seeger (2001), Seeger (2002) and McAllester (1999) (which, for averaged classifiers,
+adds ln(2 sqrt(m)) / m). Zhou et al. (2019) and Lotfi et al. (2022) bound compressed
+networks the same way, with the length of a prefix-free code as -log2 of the prior.
 
 What the union bound pays for
 -----------------------------
@@ -93,8 +95,9 @@ def _check_fraction(name: str, q: Any) -> float:
 def kl_bernoulli(q: float, p: float) -> float:
     """kl(q || p) = q ln(q/p) + (1-q) ln((1-q)/(1-p)), in nats, with 0 ln 0 = 0.
 
-    The relative entropy of Bernoulli(q) from Bernoulli(p) (Cover & Thomas, eq. 2.26;
-    Langford 2005, Definition 3.5). Infinite when p is 0 or 1 and q differs from it.
+    The relative entropy of Bernoulli(q) from Bernoulli(p) (Cover & Thomas 2006,
+    Section 2.3; Langford 2005, Section 3). Infinite when p is 0 or 1 and q differs
+    from it.
     """
     q = _check_fraction("q", q)
     p = _check_fraction("p", p)
@@ -114,11 +117,11 @@ def kl_inverse_upper(q: float, c: float, *, tol: float = 1e-12) -> float:
     """kl^{-1}(q, c) = max { p in [q, 1] : kl(q || p) <= c }, by bisection.
 
     The upper inverse of the Bernoulli relative entropy used by the Langford-Seeger
-    bound (Langford 2005, Theorem 4.1 with the Chernoff relaxation; Seeger 2002).
-    kl(q || .) is continuous and increasing on [q, 1], from 0 to -ln(q) (infinite for
-    q < 1 at p = 1 unless q = 1), so bisection on [q, 1] finds the crossing; the
-    returned p satisfies kl(q || p) <= c and is within ``tol`` of the crossing
-    (a valid upper bound is returned: the upper end of the final bracket).
+    bound (Langford & Seeger 2001; Seeger 2002; Langford 2005, Section 4).
+    kl(q || .) is continuous and increasing on [q, 1], from 0 at p = q to infinity at
+    p = 1 (for q < 1), so bisection on [q, 1] finds the crossing kl(q || p) = c. The
+    upper end of the final bracket is returned: it is at least the crossing and within
+    ``tol`` of it, so rounding never makes the bound optimistic.
     Edge cases: c = 0 gives q; q = 1 gives 1; q = 0 gives 1 - exp(-c).
     """
     q = _check_fraction("q", q)
@@ -145,7 +148,8 @@ def occam_kl_bound(train_error: float, code_bits: float, m: int, delta: float = 
     before the sample (8 * len(bytes) for :func:`prunebounds.coding.encode`),
     ``n_choices`` = N the number of alternatives chosen among after seeing the sample
     that the code does not record (see the module docstring). Langford (2005),
-    Theorem 4.1 (kl form); Zhou et al. (2019), Theorem 2.1 with a point-mass posterior.
+    Section 4 (kl form); Zhou et al. (2019), their compression bound with a point-mass
+    posterior.
     """
     q = _check_fraction("train_error", train_error)
     bits = check_real("code_bits", code_bits, minimum=0.0)

@@ -1000,7 +1000,8 @@ class _Header:
 
 def _read_header(code: bytes) -> _Header:
     if not isinstance(code, (bytes, bytearray)):
-        raise ParameterError(f"decode takes the bytes written by encode, got {type(code).__name__}")
+        raise ParameterError("decode takes the bytes written by encode, got "
+                             f"{type(code).__name__}")
     r = _BitReader(bytes(code))
     if bytes([r.read(8), r.read(8)]) != MAGIC:
         raise ParameterError("not a prunebounds code (the magic bytes 'PB' are missing)")
@@ -1058,7 +1059,8 @@ def decode_network(code: bytes) -> QuantisedNetwork:
     shapes = [(h.widths[i + 1], h.widths[i]) for i in range(len(h.widths) - 1)]
     spec = CodeSpec(bits=h.bits, quantiser=h.quantiser, float_dtype=h.float_dtype,
                     bias_bits=max(h.bias_bits, 2), sketch_seed=h.sketch_seed,
-                    sketch_max_iter=h.sketch_max_iter, unit_sets=h.unit_sets, positions=h.models[0] if len(set(h.models)) == 1 else "auto")
+                    sketch_max_iter=h.sketch_max_iter, unit_sets=h.unit_sets,
+                    positions=h.models[0] if len(set(h.models)) == 1 else "auto")
     # codebook
     rc = _BitReader(seg_c)
     tables, steps = [], []
