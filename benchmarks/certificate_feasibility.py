@@ -34,7 +34,7 @@ from prunebounds.train import make_sgd, optimiser_config, train_epoch
 # (hidden units of layer 1, of layer 2, fraction of all weights kept)
 UNIT_SCHEDULE = [(200, 80, 0.3), (150, 70, 0.12), (100, 60, 0.05), (70, 50, 0.025),
                  (55, 40, 0.015), (45, 35, 0.01), (40, 30, 0.007), (35, 25, 0.005),
-                 (30, 20, 0.0035)]
+                 (30, 20, 0.0035), (25, 17, 0.0025), (21, 14, 0.0018)]
 
 
 def masked_training(net, masks, X, y, epochs, gen, cosine=False):

@@ -338,7 +338,9 @@ def _encode_ranged(w: _BitWriter, enc, values: np.ndarray) -> None:
 
 
 def _decode_ranged(r: _BitReader, n: int) -> tuple[int, np.ndarray]:
-    """Side info of :func:`_encode_ranged`: (lo, counts)."""
+    """Side info of :func:`_encode_ranged`: (lo, counts); none was written for n = 0."""
+    if n == 0:
+        return 0, np.zeros(1, dtype=np.int64)
     lo = r.signed()
     size = r.natural() + 1
     return lo, _read_histogram(r, size, n)
