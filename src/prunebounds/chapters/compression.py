@@ -24,6 +24,7 @@ from ..bounds import compression_term
 from ..cache import cached_result, sha256
 from ..claims import Claim, Value, criteria
 from ..data import load
+from ..devices import resolve_device
 from ..discretization import (check_bits_list, count_levels, discretize_model,
                               grid_spacing_for_bits)
 from ..errors import ParameterError
@@ -169,11 +170,6 @@ class CompressionResult:
         return sum(g.bound > 1 for g in self.rounded)
 
 
-def _device(P: Profile) -> torch.device:
-    """Where the chapter computes (the CPU until the package's device setting lands)."""
-    return torch.device("cpu")
-
-
 def _levels(g: torch.nn.Module, f: torch.nn.Module, bits: int) -> int:
     """The largest number of distinct values (zero included) of any rounded tensor of g."""
     return max(count_levels(pg.detach(), grid_spacing_for_bits(pf.detach(), bits))
@@ -205,7 +201,7 @@ def _choices(m_train: torch.Tensor, q_pct: float, rounded) -> tuple[MarginChoice
 
 
 def _measure(P: Profile, run, bits: list[int], device: torch.device, progress: bool):
-    D = load(P.dataset, max_train=P.max_train)
+    D = load(P.dataset, max_train=P.max_train).to(device)
     net = run.model.to(device)
     m = len(D.train)
     f_train = logits(net, D.train.X)
@@ -239,7 +235,7 @@ def compute(P: Profile, *, bits: list[int] | None = None,
     ``bits``: the bit widths (each in [2, 24]); default :data:`BITS` of the profile.
     """
     bits = check_bits_list(list(BITS[P.name]) if bits is None else bits)
-    device = _device(P)
+    device = resolve_device(P.device)
     cfg = RunConfig.from_profile(P)
     run = train_cached(cfg, progress=progress)
     config = {"profile": dataclasses.asdict(P), "run": cfg.key, "bits": bits,

@@ -34,6 +34,7 @@ from ..bounds import compression_term, sparse_count_bound
 from ..cache import cached_result, sha256
 from ..claims import Claim, Value, criteria
 from ..data import load
+from ..devices import resolve_device
 from ..errors import ParameterError
 from ..discretization import (check_bits_list, combined_perturbation_bound, count_levels,
                               discretize_model, grid_spacing_for_bits, rounding_error_bounds)
@@ -278,11 +279,6 @@ class DiscretizationResult:
                    for p in self.pruned for g in p.rounded for s in g.sketch)
 
 
-def _device(P: Profile) -> torch.device:
-    """Where the chapter computes (the CPU until the package's device setting lands)."""
-    return torch.device("cpu")
-
-
 def _sketch_levels(X: np.ndarray, rho: float, K: int, seed: int) -> tuple[SketchLevels, ...]:
     p1, p2 = X.shape
     s1, s2 = default_degree(p1), default_degree(p2)
@@ -354,7 +350,7 @@ def _prune(net, d, bits, D, f_train, a_norms, aug_f, B_aug, seed, sketch_bits, b
 
 
 def _measure(P: Profile, run, bits: list[int], ds: list[float], device, progress):
-    D = load(P.dataset, max_train=P.max_train)
+    D = load(P.dataset, max_train=P.max_train).to(device)
     net = run.model.to(device)
     f_train = logits(net, D.train.X)
     aug_f = augmented_weights(net)
@@ -384,7 +380,7 @@ def compute(P: Profile, *, bits: list[int] | None = None, prune_d: Any = None,
     """
     bits = check_bits_list(list(BITS[P.name]) if bits is None else bits)
     ds = check_d_values(prune_d)
-    device = _device(P)
+    device = resolve_device(P.device)
     cfg = RunConfig.from_profile(P)
     run = train_cached(cfg, progress=progress)
     config = {"profile": dataclasses.asdict(P), "run": cfg.key, "bits": bits, "ds": ds,

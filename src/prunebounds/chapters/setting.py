@@ -22,6 +22,7 @@ from torch import nn
 from ..cache import cached_result, sha256
 from ..claims import Claim, Value, criteria
 from ..data import load
+from ..devices import resolve_device
 from ..margins import logits, margin_percentile, margins, min_margin
 from ..models import build, linear_layers, weight_matrices
 from ..norms import frobenius_norm, spectral_norm
@@ -180,11 +181,6 @@ class SettingResult:
         return math.prod(layer.spectral for layer in self.layers)
 
 
-def _device(P: Profile) -> torch.device:
-    """Where the chapter computes (the CPU until the package's device setting lands)."""
-    return torch.device("cpu")
-
-
 def _config(P: Profile, run: RunConfig, device: torch.device) -> dict:
     return {"profile": dataclasses.asdict(P), "run": run.key, "device": device.type,
             "chapter": sha256(Path(__file__).read_bytes())[:16]}
@@ -209,7 +205,7 @@ def _layer_norms(net: nn.Module, init: nn.Module) -> tuple[LayerNorms, ...]:
 
 
 def _measure(P: Profile, run, device: torch.device) -> SettingResult:
-    D = load(P.dataset, max_train=P.max_train)
+    D = load(P.dataset, max_train=P.max_train).to(device)
     net = run.model.to(device)
     m_train = margins(logits(net, D.train.X), D.train.y)
     m_test = margins(logits(net, D.test.X), D.test.y)
@@ -236,7 +232,7 @@ def _measure(P: Profile, run, device: torch.device) -> SettingResult:
 
 def compute(P: Profile, *, progress: bool = True) -> SettingResult:
     """Train (or load) the profile's main network and measure it (cached)."""
-    device = _device(P)
+    device = resolve_device(P.device)
     cfg = RunConfig.from_profile(P)
     run = train_cached(cfg, progress=progress)
     return cached_result("chapter-setting", _config(P, cfg, device),
