@@ -102,3 +102,13 @@ def test_claims_are_valid(smoke):
     assert set(cs) == {"arora-compression", "margin-transfer"}
     assert cs["margin-transfer"].verdict == HOLDS
     assert cs["arora-compression"].value("term32").value == R.term_float
+
+
+@pytest.mark.cuda
+def test_compute_on_cuda():
+    cpu = C.compute(profiles.resolve("smoke", device="cpu"), progress=False)
+    gpu = C.compute(profiles.resolve("smoke", device="cuda"), progress=False)
+    assert gpu.device.startswith("cuda")
+    assert (gpu.q, gpu.m, gpu.term_float) == (cpu.q, cpu.m, cpu.term_float)
+    assert all(g.margin_drop <= g.gamma + 1e-5 and g.levels <= g.r for g in gpu.rounded)
+    assert C.claims(gpu)[1].verdict == HOLDS

@@ -95,3 +95,13 @@ def test_claims_are_valid(smoke):
     assert set(cs) == {"discretization-log-r", "rounding-norm-bounds"}
     assert cs["rounding-norm-bounds"].verdict == HOLDS
     assert cs["discretization-log-r"].value("kept").value == R.pruned[0].kept
+
+
+@pytest.mark.cuda
+def test_compute_on_cuda():
+    gpu = C.compute(profiles.resolve("smoke", device="cuda"), progress=False)
+    assert gpu.device.startswith("cuda")
+    assert gpu.n_bound_violations == 0 and gpu.bound_gap >= 1
+    for p in gpu.pruned:
+        for g in p.rounded:
+            assert g.bound >= g.bound_exact * (1 - 1e-9) and g.r <= 2 ** g.bits - 1

@@ -84,3 +84,16 @@ def test_claims_are_valid_and_judged(smoke):
     assert cs[1].verdict == HOLDS
     # the smoke network trains 2 epochs on synthetic data: its test error is above 3%
     assert R.test_err > 0.03 and cs[0].verdict == FAILS
+
+
+@pytest.mark.cuda
+def test_compute_on_cuda_matches_the_cpu_where_it_must():
+    """On a GPU the network trains there (not bit for bit the CPU's); what does not depend
+    on the training must be identical, the rest close."""
+    cpu = setting.compute(profiles.resolve("smoke", device="cpu"), progress=False)
+    gpu = setting.compute(profiles.resolve("smoke", device="cuda"), progress=False)
+    assert gpu.device.startswith("cuda") and cpu.device == "cpu"
+    assert (gpu.B, gpu.n_params, gpu.m, gpu.momentum_check) == (cpu.B, cpu.n_params, cpu.m,
+                                                                 cpu.momentum_check)
+    assert abs(gpu.test_err - cpu.test_err) < 0.05
+    assert [n.fan_in for n in gpu.layers] == [n.fan_in for n in cpu.layers]
