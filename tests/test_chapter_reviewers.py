@@ -36,6 +36,11 @@ def test_result_shape(R):
     assert len(R.student) == len(chapter.STUDENT_DFS) and R.student[-1].df is None
 
 
+def test_claims_are_judged_at_a_d_every_profile_computes():
+    assert all(chapter.CLAIM_D in s["ds"] for s in chapter.SIZES.values())
+    assert set(chapter.SIZES) == set(profiles.PROFILES)
+
+
 def test_cached_result_is_read_back_equal(R, monkeypatch, tmp_path):
     # the module fixture's cache: a second call reads the stored result, field for field
     again = chapter.compute(profiles.resolve("smoke"), progress=False)
