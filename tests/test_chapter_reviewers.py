@@ -83,6 +83,14 @@ def test_provable_gains_match_the_random_matrix_module(R):
     assert g.provable > g.frobenius and chapter.gain(R, 2000, 1.0).provable < chapter.gain(R, 2000, 1.0).frobenius
 
 
+def test_iid_frobenius_ratio_against_a_random_matrix():
+    torch.manual_seed(0)
+    X = torch.randn(400, 100, dtype=torch.float64)
+    measured = float(torch.linalg.norm(X) / torch.linalg.matrix_norm(X, ord=2))
+    assert chapter.iid_frobenius_ratio((400, 100)) == pytest.approx(measured, rel=0.05)
+    assert chapter.iid_frobenius_ratio((784, 784)) == pytest.approx(14.0)
+
+
 def test_family_factors_multiply_to_the_needed_margin(R):
     for m in R.width + R.depth:
         prod = m.e_times_b * m.product_of_norms * m.sum_of_ratios * m.product_of_gammas

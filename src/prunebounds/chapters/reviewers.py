@@ -363,6 +363,14 @@ def frobenius_ratios(R: ReviewersResult, rule: str = "paper") -> list[tuple[floa
     return out
 
 
+def iid_frobenius_ratio(shape: tuple[int, int]) -> float:
+    """sqrt(d1 d2) / (sqrt(d1) + sqrt(d2)): ||X||_F / ||X||_2 for a large d1 x d2 matrix of
+    i.i.d. mean-zero entries (Frobenius norm sigma sqrt(d1 d2), spectral norm about
+    sigma (sqrt(d1) + sqrt(d2)), Latala 2005 / Bandeira-van Handel 2016)."""
+    d1, d2 = shape
+    return math.sqrt(d1 * d2) / (math.sqrt(d1) + math.sqrt(d2))
+
+
 def slopes(R: ReviewersResult) -> dict[str, float]:
     """Log-log slopes against the width h of the needed margin, its factors, q and the
     number of weights (:func:`prunebounds.scaling.loglog_slope`)."""
@@ -421,8 +429,9 @@ def numbers(R: ReviewersResult) -> dict[str, float | int | str]:
         "rev_dead_paper": paper_hi.dead_rows, "rev_dead_mag": mag_hi.dead_rows,
         "rev_dead_rand": rnd_hi.dead_rows,
         "rev_fro_ratio_min": min(r[1] for r in frobenius_ratios(R)),
-        "rev_fro_iid": math.sqrt(R.shapes[1][0] * R.shapes[1][1])
-        / (math.sqrt(R.shapes[1][0]) + math.sqrt(R.shapes[1][1])) if len(R.shapes) > 1 else 1.0,
+        "rev_fro_ratio_max": max(r[2] for r in frobenius_ratios(R)),
+        "rev_fro_iid": iid_frobenius_ratio(R.shapes[1 if len(R.shapes) > 1 else 0]),
+        "rev_fro_iid_out": iid_frobenius_ratio(R.shapes[-1]),
         "rev_q_over_nnz_hi": paper_hi.q / paper_hi.nnz,
         "rev_family_d": R.family_d, "rev_family_epochs": R.family_epochs,
         "rev_depth_width": R.depth_width, "rev_width_depth": R.width_depth,
