@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,9 +217,11 @@ class PruningErrorResult:
 
 # --------------------------------------------------------------------------- helpers
 def _device(P: Profile) -> torch.device:
-    """The profile's device (CUDA when available unless the profile says otherwise)."""
-    name = getattr(P, "device", None)
-    if name in (None, "auto"):
+    """The profile's device: ``P.device``, else ``$PRUNEBOUNDS_DEVICE``, else CUDA when
+    available (to be replaced by ``devices.resolve_device(P.device)`` once the device
+    setting of the package is merged)."""
+    name = getattr(P, "device", None) or os.environ.get("PRUNEBOUNDS_DEVICE")
+    if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
@@ -434,7 +437,7 @@ def compute(P: Profile, *, progress: bool = True) -> PruningErrorResult:
 def _compute(P: Profile, cfg: runs.RunConfig, progress: bool) -> PruningErrorResult:
     sizes, device = SIZES[P.name], _device(P)
     run = runs.train_cached(cfg, progress=progress)
-    net = run.model
+    net = run.model.to(device)  # pruning, norms and forward passes on the device
     D = data.load(P.dataset, max_train=P.max_train)
     probe = perturbation.PruningProbe(net, D.train.X, D.train.y, norm_method="lanczos")
     shapes = tuple(tuple(w.shape) for w in probe.weights)
