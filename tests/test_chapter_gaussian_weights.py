@@ -65,3 +65,11 @@ def test_initial_spectrum_follows_marchenko_pastur(R):
     for key, v in R.sq_norms.items():
         assert np.mean(v) == pytest.approx(1.0)
     assert chapter.mean_over_iid(R).shape == (len(R.shapes), len(chapter.D_TABLE))
+
+
+def test_every_claim_points_at_a_label_of_the_chapter(R):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / "gaussian_weights.md").read_text()
+    for c in chapter.claims(R):
+        assert f"name: {c.evidence}" in text or f"({c.evidence})=" in text \
+            or f'name="{c.evidence}"' in text, c.evidence

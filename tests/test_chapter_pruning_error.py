@@ -70,3 +70,11 @@ def test_deterministic_threshold_matches_its_prediction(R):
         assert row.fixed <= row.rule                      # smallest weights removed: smaller error
         assert row.quantile == pytest.approx(row.fixed, rel=0.1)
         assert row.fixed == pytest.approx(row.threshold_bounds.asymptotic, rel=0.2)
+
+
+def test_every_claim_points_at_a_label_of_the_chapter(R):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / "pruning_error.md").read_text()
+    for c in chapter.claims(R):
+        assert f"name: {c.evidence}" in text or f"({c.evidence})=" in text \
+            or f'name="{c.evidence}"' in text, c.evidence

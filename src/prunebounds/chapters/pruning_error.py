@@ -629,7 +629,7 @@ def claims(R: PruningErrorResult) -> list[Claim]:
     det = {r.d: r for r in R.deterministic}[10.0]
     loose = R.looseness[-1]
     return [
-        Claim(id="kept-fraction-moments", **chapter, evidence="fig-pruning-moments-mc",
+        Claim(id="kept-fraction-moments", **chapter, evidence="fig-pruning-kept",
               statement="Kept fraction $\\keep(d)=1-\\sqrt{d/(d+2)}$ and the moments of $\\Delta$ (derived)",
               measured=(Value("mc_max_z", "largest Monte Carlo deviation (standard errors)", n["pruning_mc_max_z"], ".2f"),
                         Value("kept_dev", f"kept fraction of the trained layers off by, at $d = {d_last:g}$",
@@ -638,7 +638,7 @@ def claims(R: PruningErrorResult) -> list[Claim]:
                   criteria.at_most(n["pruning_mc_max_z"], 4.0, what="the largest Monte Carlo deviation in standard errors"),
                   criteria.at_most(n["pruning_kept_dev_d10"], 0.05, what="the trained layers' deviation from χ(d)", limit_what="5%"),
                   "on trained weights the kept fraction departs from χ(d)")),
-        Claim(id="lemma-4-1-rmt", **chapter, evidence="tab-pruning-rmt-size",
+        Claim(id="lemma-4-1-rmt", **chapter, evidence="fig-pruning-norm-vs-size",
               statement="Lemma 4.1: $\\opnorm{\\Delta}$ by random-matrix theory",
               measured=(Value("sym784", "provable (Bandeira–van Handel, symmetric) bound at $n=784$ / large-$n$ value",
                               n["pruning_784_sym"], ".1f"),
