@@ -129,22 +129,22 @@ def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) ->
     n_cols = check_int("n_cols", n_cols, minimum=1)
     d = check_real("d", d, minimum=0.0)
     psi = check_real("psi", psi, minimum=0.0)
-    m2 = float(error_second_moment(d, psi))
-    m4 = float(error_fourth_moment(d, psi))
+    return _iid_error_bounds(n_rows, n_cols, float(error_second_moment(d, psi)),
+                             float(error_fourth_moment(d, psi)),
+                             lambda p: error_lp_norm(d, psi, p))
+
+
+def _iid_error_bounds(n_rows: int, n_cols: int, m2: float, m4: float,
+                      p_norm: Callable[[int], float]) -> ErrorNormBounds:
+    """Every bound of :class:`ErrorNormBounds` for i.i.d. symmetric entries with second
+    and fourth moments m2, m4 and L^p norm ``p_norm(p)`` (all zero when m2 = 0)."""
     if m2 == 0.0:
         return ErrorNormBounds(latala_c1=0.0, bvh_gaussian=0.0, bvh_symmetric=0.0,
                                frobenius=0.0, asymptotic=0.0)
-
-    def p_norm(p: int) -> float:
-        return error_lp_norm(d, psi, p)
-
-    symmetric = min(bandeira_van_handel_bound_iid(n_rows, n_cols, m2, version="symmetric",
-                                                  alpha=a, abs_moment_norm=p_norm)
-                    for a in SYMMETRIC_ALPHAS)
     return ErrorNormBounds(
         latala_c1=latala_bound_iid(n_rows, n_cols, m2, m4),
         bvh_gaussian=bandeira_van_handel_bound_iid(n_rows, n_cols, m2, eps="best"),
-        bvh_symmetric=float(symmetric),
+        bvh_symmetric=_symmetric_iid(n_rows, n_cols, m2, p_norm),
         frobenius=frobenius_bound_iid(n_rows, n_cols, m2),
         asymptotic=asymptotic_norm_iid(n_rows, n_cols, m2),
     )
@@ -409,19 +409,9 @@ def threshold_error_norm_bounds(n_rows: int, n_cols: int, keep: float,
     n_cols = check_int("n_cols", n_cols, minimum=1)
     tau = threshold_for_keep(keep)
     psi = check_real("psi", psi, minimum=0.0)
-    m2 = threshold_error_abs_moment(tau, psi, 2.0)
-    m4 = threshold_error_abs_moment(tau, psi, 4.0)
-    if m2 == 0.0:
-        return ErrorNormBounds(latala_c1=0.0, bvh_gaussian=0.0, bvh_symmetric=0.0,
-                               frobenius=0.0, asymptotic=0.0)
-    return ErrorNormBounds(
-        latala_c1=latala_bound_iid(n_rows, n_cols, m2, m4),
-        bvh_gaussian=bandeira_van_handel_bound_iid(n_rows, n_cols, m2, eps="best"),
-        bvh_symmetric=_symmetric_iid(n_rows, n_cols, m2,
-                                     lambda p: threshold_error_lp_norm(tau, psi, p)),
-        frobenius=frobenius_bound_iid(n_rows, n_cols, m2),
-        asymptotic=asymptotic_norm_iid(n_rows, n_cols, m2),
-    )
+    return _iid_error_bounds(n_rows, n_cols, threshold_error_abs_moment(tau, psi, 2.0),
+                             threshold_error_abs_moment(tau, psi, 4.0),
+                             lambda p: threshold_error_lp_norm(tau, psi, p))
 
 
 def _symmetric_below_frobenius(n: int, d: float) -> bool:
