@@ -78,3 +78,17 @@ def test_every_claim_points_at_a_label_of_the_chapter(R):
     for c in chapter.claims(R):
         assert f"name: {c.evidence}" in text or f"({c.evidence})=" in text \
             or f'name="{c.evidence}"' in text, c.evidence
+
+
+@pytest.mark.cuda
+def test_compute_on_cuda(tmp_path, monkeypatch):
+    """The smoke profile on a GPU: the network sweep, the batched Monte Carlo and every
+    claim run there (the network is trained on the GPU too, so numbers differ slightly
+    from the CPU's)."""
+    monkeypatch.setenv("PRUNEBOUNDS_CACHE", str(tmp_path))
+    R = chapter.compute(profiles.resolve("smoke", device="cuda"), progress=False)
+    assert {c.id for c in chapter.claims(R)} == IDS
+    assert R.markov.trials == profiles.resolve("smoke").mc_trials
+    assert R.monte_carlo.max_z < 5.0
+    for row in R.deterministic:
+        assert row.rule == pytest.approx(row.rule_bounds.asymptotic, rel=0.2)

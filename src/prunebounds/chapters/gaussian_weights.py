@@ -15,6 +15,10 @@ after the profile's snapshot epochs and at the end of training, as one cached
 * the spectral norm of the pruning error against its i.i.d. predictions, with the
   non-random part E[Delta | W] of the weights-fixed view
   (:func:`prunebounds.gaussianity.error_norms`).
+
+Every statistic is a scipy/numpy computation on the CPU (maximum-likelihood fits, tests,
+eigenvalues of 784 x 784 Gram matrices); nothing here gains from a GPU, so the chapter
+reads the trained weights onto the CPU whatever the profile's device.
 """
 
 from __future__ import annotations
