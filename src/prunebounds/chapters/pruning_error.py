@@ -569,6 +569,8 @@ def numbers(R: PruningErrorResult) -> dict[str, float | int]:
         "pruning_det_quant_gap": max(abs(r.quantile / r.fixed - 1) for r in R.deterministic),
         "pruning_det_sym_ratio1": det[1.0].threshold_bounds.bvh_symmetric
         / det[1.0].threshold_bounds.frobenius,
+        "pruning_det_rule_sym_ratio1": det[1.0].rule_bounds.bvh_symmetric
+        / det[1.0].rule_bounds.frobenius,
         "pruning_prod_gamma": math.prod(g.gamma_bisect for g in R.gamma),
         "pruning_B": R.input_norm, "pruning_m": R.m, "pruning_epochs": R.epochs,
         "pruning_bound_d10": float(np.mean([m.probe.authors.value for m in last])),
