@@ -428,7 +428,7 @@ def _compute(P: Profile, cfg: runs.RunConfig, progress: bool) -> PruningErrorRes
     sizes, device = SIZES[P.name], resolve_device(P.device)
     run = runs.train_cached(cfg, progress=progress)
     net = run.model.to(device)  # pruning, norms and forward passes on the device
-    D = data.load(P.dataset, max_train=P.max_train)
+    D = data.load(P.dataset, max_train=P.max_train).to(device)
     probe = perturbation.PruningProbe(net, D.train.X, D.train.y, norm_method="lanczos")
     shapes = tuple(tuple(w.shape) for w in probe.weights)
     psis = tuple(pruning.weight_variance(w) for w in probe.weights)
