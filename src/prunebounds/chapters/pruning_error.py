@@ -582,7 +582,7 @@ def numbers(R: PruningErrorResult) -> dict[str, float | int]:
         "pruning_d_first": R.sweep.d[0],
         "pruning_cond_ratio_first": max(L * dn / an for L in [len(R.shapes)]
                                         for dn, an in zip(a0.delta_norms, a0.weight_norms)),
-        "pruning_cond_last_ok": max(ok) if ok else 0.0,
+        "pruning_cond_n_ok": len(ok),
         "pruning_min_margin": R.train_margins["minimum"],
         "pruning_p1_margin": R.train_margins["p1"],
         "pruning_q": R.margin_q, "pruning_q_margin": R.train_margins["q"],
