@@ -48,6 +48,7 @@ __all__ = [
     "frobenius_bound_iid",
     "markov_factor",
     "markov_probability",
+    "provable_error_norm_bound",
 ]
 
 #: The constant of Bandeira & van Handel (2016), Theorem 1.1: C(eps) = 6/sqrt(log(1+eps)).
@@ -356,3 +357,33 @@ def markov_probability(lam: float) -> float:
     """The inverse of :func:`markov_factor`: the guaranteed probability 1 - 1/lambda (lambda >= 1)."""
     lam = check_real("lam", lam, minimum=1.0)
     return 1.0 - 1.0 / lam
+
+
+# --------------------------------------------------------------------------- the provable bound
+def _symmetric_iid(n_rows: int, n_cols: int, m2: float, p_norm: Callable[[int], float]) -> float:
+    """The symmetric Bandeira-van Handel bound minimised over :data:`SYMMETRIC_ALPHAS`."""
+    return float(min(bandeira_van_handel_bound_iid(n_rows, n_cols, m2, version="symmetric",
+                                                   alpha=a, abs_moment_norm=p_norm)
+                     for a in SYMMETRIC_ALPHAS))
+
+
+def provable_error_norm_bound(n_rows: int, n_cols: int, d: float, psi: float) -> float:
+    """b(d) = min(symmetric Bandeira-van Handel bound, Frobenius bound) on E||Delta||_2.
+
+    The bound of the book's Lemma 4.1 (reconstructed) for an n_rows x n_cols layer with
+    i.i.d. N(0, psi) weights pruned by the rule (R) with parameter d: both bounds are
+    theorems for the pruning error (independent symmetric entries, moments from
+    :mod:`prunebounds.pruning`), so their minimum is one too. Equal to
+    ``min(b.bvh_symmetric, b.frobenius)`` for ``b = pruning_error_norm_bounds(...)``
+    without computing the heuristic ones. Markov's inequality turns it into
+    P(||Delta|| <= lambda b(d)) >= 1 - 1/lambda.
+    """
+    n_rows = check_int("n_rows", n_rows, minimum=1)
+    n_cols = check_int("n_cols", n_cols, minimum=1)
+    d = check_real("d", d, minimum=0.0)
+    psi = check_real("psi", psi, minimum=0.0)
+    m2 = float(error_second_moment(d, psi))
+    if m2 == 0.0:
+        return 0.0
+    sym = _symmetric_iid(n_rows, n_cols, m2, lambda p: error_lp_norm(d, psi, p))
+    return float(min(sym, frobenius_bound_iid(n_rows, n_cols, m2)))
