@@ -69,7 +69,9 @@ NAMES = {"paper": "paper (Thm 5.2, sketch)", "authors_sketch": "authors' evaluat
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """The family of networks: every combination of these, each after ``epochs``."""
+    """The family of networks: every combination of these, each after ``epochs``; and the
+    run followed over its epochs (``epoch_run``: hidden widths, training-set size,
+    optimiser, epochs)."""
 
     hidden: tuple[tuple[int, ...], ...]
     train_sizes: tuple[int | None, ...]
@@ -77,14 +79,19 @@ class FamilySpec:
     epochs: tuple[int, ...]
     seeds: tuple[int, ...]
     n_boot: int
+    epoch_run: tuple[tuple[int, ...], int | None, str, int]
 
 
 FAMILY = {
-    "smoke": FamilySpec(((32,), (64, 64)), (None,), ("momentum-mnist",), (2, 4), (0,), 200),
-    "quick": FamilySpec(((100, 100), (300, 100)), (3000, 12000), ("paper-mnist", "momentum-mnist"),
-                        (4, 12), (0,), 2000),
+    "smoke": FamilySpec(((32,), (64, 64)), (None,), ("momentum-mnist",), (2, 4), (0,), 200,
+                        ((64, 64), None, "momentum-mnist", 4)),
+    # plain SGD barely fits 1,000 samples in a few epochs, so the quick family is trained
+    # with momentum (ours); the epoch run follows the authors' plain SGD
+    "quick": FamilySpec(((100, 100), (300, 100)), (1000, 3000, 12000), ("momentum-mnist",),
+                        (10, 20), (0,), 2000, ((100, 100), 12000, "paper-mnist", 15)),
     "full": FamilySpec(((100, 100), (300, 100), (500, 300)), (3000, 12000, None),
-                       ("paper-mnist", "momentum-mnist"), (10, 30, 100), (0, 1), 5000),
+                       ("paper-mnist", "momentum-mnist"), (10, 30, 100), (0,), 5000,
+                       ((300, 100), None, "paper-mnist", 100)),
 }
 
 
@@ -242,8 +249,7 @@ class FamilyResult:
     spec: FamilySpec
     members: tuple[Member, ...]
     taus: tuple[TauRow, ...]
-    epoch_run: Member               # the run followed over epochs (its last epoch)
-    epochs: tuple[Member, ...]      # that run after every epoch with a positive margin
+    epochs: tuple[Member, ...]      # the epoch run after every epoch with a positive margin
     skipped_epochs: tuple[int, ...]
     train_seconds: float
 
@@ -463,36 +469,38 @@ def main_network(P: Profile, *, delta: float, r: int, failure: float,
 
 
 # --------------------------------------------------------------------------- the family
-def _family_configs(P: Profile, spec: FamilySpec) -> dict[tuple, runs.RunConfig]:
-    """(hidden, train size, optimiser, seed) -> the run; the epoch run keeps every epoch."""
+def _run_config(P: Profile, hidden, size, optimiser: str, seed: int, epochs: int,
+                snapshots) -> runs.RunConfig:
     n_in = int(np.prod(data.INPUT_SHAPES[P.dataset]))
+    return runs.RunConfig.from_profile(P, widths=(n_in, *hidden, 10), epochs=epochs, seed=seed,
+                                       max_train=size, optimiser=optimiser,
+                                       snapshot_epochs=tuple(e for e in snapshots if e < epochs))
+
+
+def family_configs(P: Profile, spec: FamilySpec) -> dict[tuple, runs.RunConfig]:
+    """(hidden, train size, optimiser, seed) -> the run of each family member; the key
+    ``"epochs"`` holds the run followed over its epochs (every epoch kept)."""
     E = max(spec.epochs)
-    first = (spec.hidden[-1], spec.train_sizes[-1], spec.optimisers[0], spec.seeds[0])
-    out = {}
-    for h in spec.hidden:
-        for size in spec.train_sizes:
-            for opt in spec.optimisers:
-                for s in spec.seeds:
-                    key = (h, size, opt, s)
-                    snaps = tuple(range(1, E)) if key == first else tuple(
-                        e for e in spec.epochs if e < E)
-                    out[key] = runs.RunConfig.from_profile(
-                        P, widths=(n_in, *h, 10), epochs=E, seed=s, max_train=size,
-                        optimiser=opt, snapshot_epochs=snaps)
+    out = {(h, size, opt, s): _run_config(P, h, size, opt, s, E, spec.epochs)
+           for h in spec.hidden for size in spec.train_sizes for opt in spec.optimisers
+           for s in spec.seeds}
+    h, size, opt, E_run = spec.epoch_run
+    out["epochs"] = _run_config(P, h, size, opt, spec.seeds[0], E_run, range(1, E_run))
     return out
 
 
-def evaluate_member(key: tuple, epoch: int, net, init, D, mg, q: float, r: int, delta: float,
-                    failure: float) -> Member:
+def evaluate_member(cfg: runs.RunConfig, epoch: int, net, init, D, mg, q: float, r: int,
+                    delta: float, failure: float) -> Member:
     """Every bound of one family network at its q-th percentile training margin."""
-    h, size, opt, seed = key
     gamma = margins.margin_percentile(mg, q)
     probe = perturbation.PruningProbe(net, D.train.X, D.train.y)
     chain = perturbation.ProvableChain(net, probe.input_norm, failure=failure)
-    prot = protocol("percentile", net, probe, chain, mg, gamma, seed, D.test, r, delta)
-    bounds = every_bound(net, init, D.train.X, mg, gamma, prot, seed, probe.input_norm, r, delta)
-    return Member(tuple(h), int(len(D.train)), opt, seed, epoch, gamma, _test_error(net, D.test),
-                  margins.margin_loss(mg, 0.0), {k: b.value for k, b in bounds.items()})
+    prot = protocol("percentile", net, probe, chain, mg, gamma, cfg.seed, D.test, r, delta)
+    bounds = every_bound(net, init, D.train.X, mg, gamma, prot, cfg.seed, probe.input_norm, r,
+                         delta)
+    return Member(tuple(cfg.widths[1:-1]), int(len(D.train)), cfg.optimiser, cfg.seed, epoch,
+                  gamma, _test_error(net, D.test), margins.margin_loss(mg, 0.0),
+                  {k: b.value for k, b in bounds.items()})
 
 
 def tau_rows(members: list[Member], n_boot: int, seed: int) -> list[TauRow]:
@@ -513,33 +521,31 @@ def family(P: Profile, *, delta: float, r: int, failure: float,
            progress: bool = False) -> FamilyResult:
     """Train (or load) the family, evaluate every member and the epoch run (not cached)."""
     spec = FAMILY[P.name]
-    configs = _family_configs(P, spec)
+    configs = family_configs(P, spec)
     trained, seconds = {}, 0.0
     for key, cfg in tqdm(configs.items(), desc="family: training", disable=not progress):
         trained[key] = runs.train_cached(cfg, progress=False)
         seconds += float(trained[key].meta.get("train_seconds", 0.0))
-    bundles = {size: data.load(P.dataset, max_train=size) for size in spec.train_sizes}
-    first = next(iter(k for k in configs if k == (spec.hidden[-1], spec.train_sizes[-1],
-                                                    spec.optimisers[0], spec.seeds[0])))
-    E = max(spec.epochs)
-    points = {(k, e) for k in configs for e in spec.epochs} | {(first, e) for e in range(1, E + 1)}
+    bundles = {c.max_train: data.load(P.dataset, max_train=c.max_train) for c in configs.values()}
+    points = [(k, e) for k in configs if k != "epochs" for e in spec.epochs]
+    points += [("epochs", e) for e in range(1, configs["epochs"].epochs + 1)]
     nets, mgs = {}, {}
     for k, e in points:
-        D = bundles[k[1]]
+        D = bundles[configs[k].max_train]
         nets[k, e] = trained[k].model_at(e)
         mgs[k, e] = margins.margins(margins.logits(nets[k, e], D.train.X), D.train.y).cpu()
-    q = positive_q([mgs[k, e] for k in configs for e in spec.epochs], P.margin_q)
-    use = sorted((pt for pt in points if pt[0] != first or pt[1] in spec.epochs or
-                  margins.margin_percentile(mgs[pt], q) > 0), key=str)
+    q = positive_q([mgs[pt] for pt in points if pt[0] != "epochs"], P.margin_q)
+    use = [pt for pt in points if pt[0] != "epochs" or margins.margin_percentile(mgs[pt], q) > 0]
     evaluated = {}
     for k, e in tqdm(use, desc="family: bounds", disable=not progress):
-        evaluated[k, e] = evaluate_member(k, e, nets[k, e], trained[k].model_at(0), bundles[k[1]],
-                                          mgs[k, e], q, r, delta, failure)
-    members = [evaluated[k, e] for k in configs for e in spec.epochs]
-    epochs = [evaluated[first, e] for e in range(1, E + 1) if (first, e) in evaluated]
-    skipped = tuple(e for e in range(1, E + 1) if (first, e) not in evaluated)
+        evaluated[k, e] = evaluate_member(configs[k], e, nets[k, e], trained[k].model_at(0),
+                                          bundles[configs[k].max_train], mgs[k, e], q, r, delta,
+                                          failure)
+    members = [evaluated[pt] for pt in points if pt[0] != "epochs"]
+    epochs = [evaluated[pt] for pt in points if pt[0] == "epochs" and pt in evaluated]
+    skipped = tuple(e for k, e in points if k == "epochs" and (k, e) not in evaluated)
     return FamilyResult(q, spec, tuple(members), tuple(tau_rows(members, spec.n_boot, P.seed)),
-                        evaluated[first, E], tuple(epochs), skipped, seconds)
+                        tuple(epochs), skipped, seconds)
 
 
 # --------------------------------------------------------------------------- the chapter
@@ -731,8 +737,9 @@ def numbers(R: GeneralizationBoundResult) -> dict[str, float | int | str]:
         "bound_tau_paper_diff": F.tau("paper").difference.difference,
         "bound_tau_paper_diff_p": F.tau("paper").difference.pvalue,
         "bound_tau_n_boot": F.spec.n_boot,
-        "bound_epoch_widths": " x ".join(map(str, F.epoch_run.hidden)),
-        "bound_epoch_m": F.epoch_run.train_size,
+        "bound_epoch_widths": " x ".join(map(str, ep[-1].hidden)),
+        "bound_epoch_m": ep[-1].train_size, "bound_epoch_optimiser": ep[-1].optimiser,
+        "bound_epoch_first": ep[0].epoch, "bound_epoch_last": ep[-1].epoch,
         "bound_epoch_n_skipped": len(F.skipped_epochs),
         "bound_epoch_test_first": ep[0].test_err, "bound_epoch_test_last": ep[-1].test_err,
         "bound_epoch_test_change": _change([e.test_err for e in ep]),
