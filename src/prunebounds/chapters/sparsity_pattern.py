@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import data, models, pruning, runs
+from ..devices import resolve_device
 from .. import sparsity as sp
 from ..cache import cached_result
 from ..claims import Claim, Value, criteria
@@ -34,7 +35,7 @@ from ..profiles import Profile
 from ..validate import check_int, check_real
 
 LABEL = "chap-sparsity-pattern"
-REQUIRES = ("setting",)
+REQUIRES = ()  # reads only the main network, which full-results trains first
 
 #: Masks of the paper's rule per d.
 N_SEEDS = {"smoke": 2, "quick": 2, "full": 5}
@@ -235,8 +236,9 @@ def pixel_finding(X: torch.Tensor, W1: torch.Tensor, W1_init: torch.Tensor,
     const = (X.reshape(len(X), -1).std(dim=0) == 0).cpu().numpy()
     if not const.any() or const.all():
         return PixelFinding(int(const.sum()), None, None, None, None)
-    absw = W1.abs().mean(dim=0).cpu().numpy()
-    moved = (W1 - W1_init).abs().mean(dim=0).cpu().numpy()
+    W1, W1_init = W1.detach().cpu(), W1_init.detach().cpu()
+    absw = W1.abs().mean(dim=0).numpy()
+    moved = (W1 - W1_init).abs().mean(dim=0).numpy()
     ratio = lambda v: float(v[const].mean() / v.mean())  # noqa: E731
     return PixelFinding(int(const.sum()), float(moved[const].mean() / moved[~const].mean()),
                         ratio(absw), ratio(cols_mag), ratio(cols_paper))
@@ -261,7 +263,7 @@ def compute(P: Profile, *, n_seeds: int | None = None, hist_layer: int = 2,
 
     def work() -> SparsityResult:
         run = runs.train_cached(cfg, progress=progress)
-        net = run.model
+        net = run.model.to(resolve_device(P.device))
         W = models.weight_matrices(net)
         shapes = tuple((int(w.shape[0]), int(w.shape[1])) for w in W)
         chis = np.asarray(pruning.expected_keep_fraction(d_grid))
@@ -405,4 +407,6 @@ def numbers(R: SparsityResult) -> dict[str, float | int]:
         "sparsity_layer1_dead_paper": float(np.mean(R.series(0, "cols").paper_dead[-1])),
         "sparsity_layer1_min_mag": int(R.series(0, "cols").magnitude_min[-1]),
         "sparsity_lemma_fail_first": first.lemma51_failure_last,
+        "sparsity_out_cols_authors": out_cols.authors[-1],
+        "sparsity_out_cols_max": float(np.mean(out_cols.paper_max[-1])),
     }
