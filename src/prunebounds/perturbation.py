@@ -60,6 +60,7 @@ __all__ = [
     "ProvableMargin",
     "ProvableChain",
     "provable_needed_margin",
+    "output_change_from_logits",
 ]
 
 #: The target probability in the authors' equation for t: 1 - m exp(-t^2 d_1) = 0.99.
@@ -609,3 +610,18 @@ def provable_needed_margin(model: nn.Module, d: float, input_norm: float, *,
     random-matrix bound with Markov's lambda in place of the measured ||Delta^l||,
     through Lemma (P) on the bias-augmented network (see :class:`ProvableChain`)."""
     return ProvableChain(model, input_norm, failure=failure).margin(d)
+
+
+def output_change_from_logits(reference_logits: torch.Tensor, logits_g: torch.Tensor,
+                              y: torch.Tensor) -> OutputChange:
+    """:func:`output_change` from outputs already computed: ``reference_logits`` of the
+    original network and ``logits_g`` of the compressed one on the same samples (labels
+    ``y``), when a chapter needs the compressed network's outputs for other measurements
+    too (its margins, for example) and should not run it twice."""
+    if reference_logits.ndim != 2 or reference_logits.shape != logits_g.shape or \
+            len(y) != len(reference_logits) or len(y) == 0:
+        raise ParameterError(
+            f"need two non-empty (samples x classes) outputs of one shape and one label per "
+            f"sample, got {tuple(reference_logits.shape)}, {tuple(logits_g.shape)} and "
+            f"{len(y)} labels")
+    return _change_from_logits(reference_logits.to(torch.float64), logits_g, y)
