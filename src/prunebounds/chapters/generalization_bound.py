@@ -47,11 +47,11 @@ from ..errors import ParameterError
 from ..profiles import Profile
 from ..sweeps import all_bounds
 from ..validate import check_int, check_real
+from .compression import margin_cost
 
 LABEL = "chap-generalization-bound"
 REQUIRES = ()  # reads only the main network, which full-results trains first
 
-SQRT2 = math.sqrt(2.0)
 #: Relative tolerance of every bisection for d*.
 REL_TOL = 1e-2
 #: Percentiles tried, in order, when the profile's percentile margin is not positive.
@@ -271,7 +271,7 @@ class _LemmaP:
 
     def needed_margin(self, pruned) -> perturbation.MarginBreakdown:
         res = self.probe.evaluate(pruned, true_error=False)
-        value = SQRT2 * res.textbook if res.textbook_condition else math.inf
+        value = margin_cost(res.textbook) if res.textbook_condition else math.inf
         return perturbation.MarginBreakdown(value, 0.0, 0.0, 0.0, 1.0, (), (), (), True)
 
 
@@ -309,7 +309,7 @@ def provable_bound(chain: perturbation.ProvableChain, mg: torch.Tensor, d: float
     keep = float(pruning.expected_keep_fraction(d))
     sizes, fails = lemma51_sketches(shapes, keep, chain.lam)
     q = float(sum(s.n_params for s in sizes))
-    b = counting_bound("provable", margins.margin_loss(mg, SQRT2 * eps), q * math.log(r),
+    b = counting_bound("provable", margins.margin_loss(mg, margin_cost(eps)), q * math.log(r),
                        int(mg.numel()), delta, {"q": q, "eps": eps})
     return b, fails
 
@@ -325,7 +325,7 @@ def protocol(name: str, net, probe, chain, mg, gamma: float, seed: int, test, r:
     m = int(mg.numel())
     d_a = perturbation.certified_d(probe, net, gamma, seed=seed, rel_tol=REL_TOL)
     d_m = perturbation.certified_d(_LemmaP(probe), net, gamma, seed=seed, rel_tol=REL_TOL)
-    d_v = chain.certified_d(gamma / SQRT2, rel_tol=REL_TOL)
+    d_v = chain.certified_d(gamma / margin_cost(1.0), rel_tol=REL_TOL)
     errors: dict[float, float] = {}
 
     def at(d: float):
@@ -340,7 +340,7 @@ def protocol(name: str, net, probe, chain, mg, gamma: float, seed: int, test, r:
     authors = authors_sketch_bound(margins.margin_loss(mg, ra.authors.value), Wa,
                                    float(pruning.expected_keep_fraction(d_a)), m)
     Wm, rm, km, em = at(d_m)
-    paper = paper_bound(mg, SQRT2 * rm.textbook, Wm, r=r, delta=delta)
+    paper = paper_bound(mg, margin_cost(rm.textbook), Wm, r=r, delta=delta)
     _, _, kv, ev = at(d_v)
     prov, _ = provable_bound(chain, mg, d_v, shapes, r, delta)
     pm = chain.margin(d_v)
@@ -388,7 +388,7 @@ def sweep_d(net, probe, chain, mg, ds, seed: int, test, r: int, delta: float) ->
     for d, Wg in tqdm(list(pruning.paper_rule_sweep(net, ds, seed)), desc="sweep over d",
                       disable=True):
         res = probe.evaluate(Wg, true_error=False)
-        pb = paper_bound(mg, SQRT2 * res.textbook, Wg, r=r, delta=delta)
+        pb = paper_bound(mg, margin_cost(res.textbook), Wg, r=r, delta=delta)
         loss_a = margins.margin_loss(mg, res.authors.value)
         ab = authors_sketch_bound(loss_a, Wg, float(pruning.expected_keep_fraction(d)), m)
         pm = chain.margin(d)
@@ -413,7 +413,7 @@ def tradeoff(net, input_norm: float, gamma: float) -> list[TradeOff]:
     out = []
     for f in FAILURES:
         chain = perturbation.ProvableChain(net, input_norm, failure=f)
-        d_star = chain.certified_d(gamma / SQRT2, rel_tol=REL_TOL)
+        d_star = chain.certified_d(gamma / margin_cost(1.0), rel_tol=REL_TOL)
         out.append(TradeOff(f, chain.lam, chain.certified_d(1e300, rel_tol=REL_TOL), d_star,
                             float(pruning.expected_keep_fraction(d_star)),
                             chain.margin(d_star).value))
