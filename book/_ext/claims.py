@@ -346,7 +346,8 @@ class ScorecardDirective(_ClaimsDirective):
         fields += self._field(f"Measured here ({profile})", self._values(claim.measured))
         fields += self._field("Authors", self._inline_md(claim.authors) if claim.authors
                               else [nodes.Text("—")])
-        fields += self._field(_full_header(full), self._full_cell(claim, full, full_error))
+        fields += self._field(_full_header(full),
+                              self._full_cell(claim, entry["docname"], full, full_error))
         j = claim.judgement
         fields += self._field("Criterion", nodes.Text(j.criterion))
         fields += self._field("Why this verdict", nodes.Text(j.reason))
@@ -358,7 +359,7 @@ class ScorecardDirective(_ClaimsDirective):
         card += fields
         return card
 
-    def _full_cell(self, claim, full, full_error) -> list[nodes.Node]:
+    def _full_cell(self, claim, docname, full, full_error) -> list[nodes.Node]:
         claims = _claims()
         if full_error:
             return [nodes.Text("results/full.json could not be read: " + full_error)]
@@ -369,6 +370,9 @@ class ScorecardDirective(_ClaimsDirective):
             return [_badge(fc.verdict), nodes.Text(" "), self._values(fc.measured)]
         if claim.id in full["missing"]:
             return [nodes.Text("no value: " + full["missing"][claim.id])]
+        chapter = f"chapter:{Path(docname).name}"   # the whole chapter failed or timed out
+        if chapter in full["missing"]:
+            return [nodes.Text("no value: " + full["missing"][chapter])]
         return [nodes.Text("no value: the recorded run predates this claim")]
 
 

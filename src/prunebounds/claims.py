@@ -600,9 +600,11 @@ class FullResults:
         return sorted(i for i in ids if i not in have)
 
 
-def parse_full_results(data: Any) -> FullResults:
+def parse_full_results(data: Any, profile: str = "full") -> FullResults:
     """Check the schema of results/full.json (see the module docstring) and read it.
 
+    ``profile`` is the profile the results must come from (a run of another profile,
+    e.g. a smoke test of the command, writes the same schema to another file).
     Raises :class:`ParameterError` naming the first problem.
     """
     def bad(msg):
@@ -620,8 +622,8 @@ def parse_full_results(data: Any) -> FullResults:
     absent = [k for k in PROVENANCE_KEYS if k not in prov]
     if absent:
         bad(f"provenance lacks {absent}")
-    if prov["profile"] != "full":
-        bad(f"provenance.profile is {prov['profile']!r}, expected 'full'")
+    if prov["profile"] != profile:
+        bad(f"provenance.profile is {prov['profile']!r}, expected {profile!r}")
     for k in ("device", "torch", "commit", "source_fingerprint", "date"):
         if not isinstance(prov[k], str) or not prov[k].strip():
             bad(f"provenance.{k} must be a non-empty string")
@@ -656,10 +658,10 @@ def load_full_results(path: str | os.PathLike) -> FullResults:
 def write_full_results(path: str | os.PathLike, claims: Iterable[Claim],
                        missing: Mapping[str, str], provenance: Mapping[str, Any]) -> Path:
     """Write results/full.json atomically (checked with :func:`parse_full_results`
-    before it replaces anything)."""
+    before it replaces anything; a run of another profile is checked against its own)."""
     data = {"provenance": dict(provenance), "claims": [c.to_dict() for c in _unique(claims)],
             "missing": dict(missing)}
-    parse_full_results(data)
+    parse_full_results(data, profile=str(data["provenance"].get("profile", "full")))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

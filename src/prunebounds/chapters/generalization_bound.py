@@ -766,3 +766,9 @@ def numbers(R: GeneralizationBoundResult) -> dict[str, float | int | str]:
     out["bound_paper_confidence"] = pq.chain.bound.terms["confidence"]
     out["bound_paper_nolog"] = pq.chain.bound.details["value_without_log_r"]
     return out
+
+
+def runs_needed(P: Profile) -> list[runs.RunConfig]:
+    """The networks :func:`compute` trains besides the main one (the family), so that a
+    paper-scale run can train them side by side first (``python -m prunebounds.chapters``)."""
+    return list(family_configs(P, FAMILY[P.name]).values())

@@ -547,3 +547,9 @@ def answers(records: list[Claim]) -> list[list[str]]:
             rows.append([question if i == 0 else "", f"{{claim}}`{cid}{'' if c else '?'}`",
                          text, evidence])
     return rows
+
+
+def runs_needed(P: Profile) -> list[runs.RunConfig]:
+    """The networks :func:`compute` trains besides the main one (the width and depth
+    families), so that a paper-scale run can train them side by side first."""
+    return [family_config(P, w) for w in _family_widths(P)]
