@@ -547,8 +547,12 @@ def numbers(R: CertificateResult) -> dict[str, float | int | str]:
     paper = min(R.family("paper-rule"), key=lambda c: c.bound)
     ticket = min(R.family("ticket"), key=lambda c: c.bound)
     real, first = _ratios(R)
-    paper_first = [x.first_bits / x.positions for x in R.layers
-                   if x.family in ("paper-rule", "magnitude") and x.positions]
+    n_layers = len(R.family("paper-rule")[0].widths) - 1
+    paper_rows = [x for x in R.layers if x.family in ("paper-rule", "magnitude") and x.positions]
+    hidden = [x.first_bits / x.positions for x in paper_rows if x.layer < n_layers]
+    output = [x.first_bits / x.positions for x in paper_rows if x.layer == n_layers]
+    found = [x for x in R.layers if x.bits is not None]
+    where = min(found, key=lambda x: x.bits / x.positions) if found else None
     q0 = 0.0 if math.isnan(paper.train_err) else paper.train_err
     return {
         "certificate_best": best.bound, "certificate_test_err": best.test_err,
@@ -574,7 +578,15 @@ def numbers(R: CertificateResult) -> dict[str, float | int | str]:
         "cert_paper_budget": K.bits_for_bound(q0, 0.9, R.m, S.delta),
         "cert_paper_margin_min": min(c.compared.paper_margin for c in R.family("paper-rule")),
         "cert_sketch_ratio": real, "cert_sketch_ratio_first": first,
-        "cert_sketch_ratio_first_paper": min(paper_first) if paper_first else math.nan,
+        "cert_sketch_ratio_first_hidden": min(hidden) if hidden else math.nan,
+        "cert_sketch_ratio_first_output": min(output) if output else math.nan,
+        "cert_sketch_where": "none recovered" if where is None else
+            f"{where.network}, layer {where.layer} ({where.shape[0]}x{where.shape[1]}, "
+            f"{where.nnz / (where.shape[0] * where.shape[1]):.2%} kept)",
+        "cert_outputs_recovered": sum(1 for x in found if x.layer == len(
+            next(c for c in R.certified if c.label == x.network).widths) - 1),
+        "cert_outputs_tried": sum(1 for x in R.layers if x.searched and x.layer == len(
+            next(c for c in R.certified if c.label == x.network).widths) - 1),
         "cert_n_searched": len(R.searched),
         "cert_n_tried": sum(x.searched for x in R.layers),
         "cert_seconds": R.seconds["total"],
