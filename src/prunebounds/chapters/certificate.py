@@ -635,27 +635,27 @@ def pipeline_figure(R: CertificateResult):
     best = R.best
     p = best.parts
     steps = [
-        ("1  prune", f"weights and units\n{best.n_kept:,} weights kept\n({best.kept:.2%})"),
-        ("2  quantise", f"k-means codebook\n2^{best.bits} values per layer\n(fine-tuned)"),
-        ("3  encode", f"header {p.header} | codebook {p.codebook}\npositions {p.positions:,}\n"
-                      f"values {p.values:,} | biases {p.biases}"),
-        ("4  decode", "same weights bit for bit,\nsame predictions on\nthe test set"),
-        ("5  count errors", f"decoded network on\nall m = {R.m:,} training\nimages: "
-                            f"{best.train_err:.2%}"),
-        ("6  bound", f"kl(err ‖ p) ≤ (|c| ln 2 + ln 1/δ)/m\n|c| = {best.code_bits:,} bits\n"
-                     f"p ≤ {best.bound:.3f}"),
+        ("1  prune", f"weights and units\n{best.n_kept:,} weights\nkept ({best.kept:.2%})"),
+        ("2  quantise", f"k-means codebook\n{2 ** best.bits} values\nper layer,\nfine-tuned"),
+        ("3  encode", f"header {p.header}\ncodebook {p.codebook}\npositions {p.positions:,}\n"
+                      f"values {p.values:,}\nbiases {p.biases} (bits)"),
+        ("4  decode", "same weights,\nbit for bit;\nsame predictions\non the test set"),
+        ("5  count errors", f"decoded network\non all m = {R.m:,}\ntraining images:\n"
+                            f"{best.train_err:.2%} errors"),
+        ("6  bound", f"kl(err ‖ p) ≤\n(|c| ln 2 + ln 1/δ) / m\n|c| = {best.code_bits:,} bits\n"
+                     f"δ = {R.settings.delta:g}: p ≤ {best.bound:.3f}"),
     ]
-    fig, ax = plt.subplots(figsize=(9.5, 2.6))
-    w, gap = 1.45, 0.18
+    fig, ax = plt.subplots(figsize=(10.0, 2.7))
+    w, gap = 1.5, 0.22
     for i, (title, text) in enumerate(steps):
         x = i * (w + gap)
         ax.add_patch(FancyBboxPatch((x, 0), w, 1.0, boxstyle="round,pad=0.02,rounding_size=0.06",
                                     fc="#eef3fb" if i < 4 else "#fbf3e6", ec="#4a6fa5"))
-        ax.text(x + w / 2, 0.86, title, ha="center", va="center", weight="bold", fontsize=9)
-        ax.text(x + w / 2, 0.42, text, ha="center", va="center", fontsize=7.2)
+        ax.text(x + w / 2, 0.88, title, ha="center", va="center", weight="bold", fontsize=9)
+        ax.text(x + w / 2, 0.42, text, ha="center", va="center", fontsize=7.5, linespacing=1.4)
         if i:
-            ax.annotate("", (x - 0.02, 0.5), (x - gap + 0.02, 0.5),
-                        arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+            ax.annotate("", (x - 0.03, 0.5), (x - gap + 0.03, 0.5),
+                        arrowprops=dict(arrowstyle="->", color="#4a6fa5", lw=1.2))
     ax.set_xlim(-0.05, len(steps) * (w + gap) - gap + 0.05)
     ax.set_ylim(-0.05, 1.05)
     ax.axis("off")
