@@ -56,6 +56,7 @@ __all__ = [
     "ProbeResult",
     "PruningProbe",
     "certified_d",
+    "output_change_from_logits",
 ]
 
 #: The target probability in the authors' equation for t: 1 - m exp(-t^2 d_1) = 0.99.
@@ -495,3 +496,18 @@ def certified_d(probe: PruningProbe, model: nn.Module, margin: float, seed: int,
         if lo > 0 and hi - lo <= rel_tol * hi:
             break
     return float(lo)
+
+
+def output_change_from_logits(reference_logits: torch.Tensor, logits_g: torch.Tensor,
+                              y: torch.Tensor) -> OutputChange:
+    """:func:`output_change` from outputs already computed: ``reference_logits`` of the
+    original network and ``logits_g`` of the compressed one on the same samples (labels
+    ``y``), when a chapter needs the compressed network's outputs for other measurements
+    too (its margins, for example) and should not run it twice."""
+    if reference_logits.ndim != 2 or reference_logits.shape != logits_g.shape or \
+            len(y) != len(reference_logits) or len(y) == 0:
+        raise ParameterError(
+            f"need two non-empty (samples x classes) outputs of one shape and one label per "
+            f"sample, got {tuple(reference_logits.shape)}, {tuple(logits_g.shape)} and "
+            f"{len(y)} labels")
+    return _change_from_logits(reference_logits.to(torch.float64), logits_g, y)
