@@ -114,3 +114,15 @@ def test_gradual_prune_rejects_bad_levels():
         G.gradual_prune(net, train.X, train.y, [G.Level(0.1)], [1, 1], progress=False)
     with pytest.raises(ParameterError, match="without weights"):
         G.gradual_prune(net, train.X, train.y, [G.Level(1e-4)], 0, progress=False)
+
+
+@pytest.mark.cuda
+def test_gradual_prune_on_cuda_matches_the_shapes_of_the_cpu_run():
+    """The same levels on the GPU: same kept counts and widths, networks back on the CPU."""
+    train = synthetic(600, seed=1)
+    net = build((784, 20, 12, 10), 0)
+    levels = [G.Level(0.2, (14, 9)), G.Level(0.05, (8, 6))]
+    cpu = G.gradual_prune(net, train.X, train.y, levels, 1, progress=False, device="cpu")
+    gpu = G.gradual_prune(net, train.X, train.y, levels, 1, progress=False, device="cuda")
+    assert [p.n_kept for p in gpu] == [p.n_kept for p in cpu]
+    assert all(next(p.model.parameters()).device.type == "cpu" for p in gpu)

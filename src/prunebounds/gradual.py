@@ -159,8 +159,8 @@ def compact(model: nn.Module, masks: Sequence[torch.Tensor]) -> tuple[MLP, list[
 
     A hidden unit whose outgoing weights are all pruned reaches nothing, so removing it
     (with its incoming weights and its bias) changes no output. Returns a new
-    :class:`prunebounds.models.MLP` (pruned weights zero) and its masks. Every hidden
-    layer keeps at least one unit.
+    :class:`prunebounds.models.MLP` (pruned weights zero) and its masks, both on the
+    device of ``model``. Every hidden layer keeps at least one unit.
     """
     layers = linear_layers(model)
     keep = [torch.arange(layers[0].in_features)]
@@ -178,7 +178,8 @@ def compact(model: nn.Module, masks: Sequence[torch.Tensor]) -> tuple[MLP, list[
             if layer.bias is not None:
                 target.bias.copy_(layer.bias.detach().cpu()[rows])
             new_masks.append(m.cpu()[rows][:, cols].clone())
-    return new.to(layers[0].weight.device), new_masks
+    device = layers[0].weight.device
+    return new.to(device), [m.to(device) for m in new_masks]
 
 
 def masked_train(model: nn.Module, masks: Sequence[torch.Tensor], X: torch.Tensor,
