@@ -334,3 +334,16 @@ def test_first_size_and_length_of_a_sketch_match_the_encoder():
                               layers=[1])
     assert lc[0].sketch["sketch-mask"]["k"] == parts.sketch_k[0]
     assert lc[1].sketch == {} and lc[2].sketch == {}
+
+
+@pytest.mark.cuda
+def test_finetune_on_cuda_keeps_the_mask_and_returns_a_cpu_network(tiny_bundle):
+    X, y = tiny_bundle.train.X, tiny_bundle.train.y
+    net = prune_magnitude(build("smoke", 0), 0.9)
+    spec = C.CodeSpec(bits=2)
+    tuned = C.finetune_codebook(net, spec, X, y, epochs=1, lr=3e-3, seed=0, device="cuda")
+    assert all(p.device.type == "cpu" for p in tuned.parameters())
+    before, after = C.quantise(net, spec), C.quantise(tuned, spec)
+    for a, b in zip(linear_layers(before), linear_layers(after)):
+        assert torch.equal(a.weight != 0, b.weight != 0)
+    assert C.decode(C.encode(tuned, spec)) is not None

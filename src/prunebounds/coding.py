@@ -88,6 +88,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import resolve_device
 from .errors import ParameterError
 from .models import MLP, build, linear_layers
 from .validate import check_chain, check_choice, check_int
@@ -1345,10 +1346,17 @@ class _SharedWeights(nn.Module):
         self.symbols = [torch.from_numpy(q.symbols) for q in net.layers]
         self.shapes = [q.shape for q in net.layers]
 
+    def to_device(self, device: torch.device) -> "_SharedWeights":
+        """Parameters and index tensors on ``device``."""
+        self.to(device)
+        self.index = [i.to(device) for i in self.index]
+        self.symbols = [s.to(device) for s in self.symbols]
+        return self
+
     def weights(self) -> list[torch.Tensor]:
         out = []
         for t, idx, sym, shape in zip(self.tables, self.index, self.symbols, self.shapes):
-            w = torch.zeros(shape[0] * shape[1], dtype=t.dtype)
+            w = torch.zeros(shape[0] * shape[1], dtype=t.dtype, device=t.device)
             out.append(w.index_put((idx,), t[sym]).view(shape))
         return out
 
@@ -1363,14 +1371,16 @@ class _SharedWeights(nn.Module):
 
 def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torch.Tensor, *,
                       epochs: int = 1, lr: float = 1e-3, batch_size: int = 256,
-                      seed: int = 0) -> nn.Module:
+                      seed: int = 0, device: str | torch.device | None = "cpu") -> nn.Module:
     """Train the codebook entries and biases of the quantised network (k-means only).
 
     Han, Mao & Dally (2016), "trained quantisation": the mask and each kept weight's
     codebook index stay fixed, the shared values move (the gradient of an entry is the
     sum of the gradients of the weights that use it), biases are trained in float and
     put back on their grid when the result is encoded. Adam, cross-entropy, shuffled
-    batches from a generator seeded with ``seed``. Legitimate before certifying: the
+    batches from a (CPU) generator seeded with ``seed``; the training runs on ``device``
+    (:func:`prunebounds.devices.resolve_device`; default the CPU), the result is on the
+    CPU. Legitimate before certifying: the
     bound holds for every coded network at once.
 
     Returns a plain MLP whose kept weights take the trained codebook values exactly
@@ -1386,11 +1396,13 @@ def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torc
         raise ParameterError("finetune_codebook needs a network with biases")
     # start from the quantised biases (dead units keep zero)
     start_biases = [q.bias() for q in net.layers]
-    shared = _SharedWeights(net, start_biases)
+    dev = resolve_device(device)
+    shared = _SharedWeights(net, start_biases).to_device(dev)
+    X, y = X.to(dev), y.to(dev)
     opt = torch.optim.Adam(shared.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(int(seed))
     for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+        for idx in torch.randperm(len(y), generator=gen).to(dev).split(batch_size):
             loss = nn.functional.cross_entropy(shared(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -1398,9 +1410,9 @@ def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torc
     out = copy.deepcopy(net.to_module())
     with torch.no_grad():
         for lin, w, b, q in zip(linear_layers(out), shared.weights(), shared.biases, net.layers):
-            lin.weight.copy_(w.detach())
+            lin.weight.copy_(w.detach().cpu())
+            b = b.detach().cpu()
             # a dead unit's bias stays zero (it reaches nothing)
             lin.bias.copy_(torch.where(torch.from_numpy(q.mask.any(axis=1)) |
-                                       torch.from_numpy(q.bias() != 0), b.detach(),
-                                       torch.zeros_like(b)))
+                                       torch.from_numpy(q.bias() != 0), b, torch.zeros_like(b)))
     return out

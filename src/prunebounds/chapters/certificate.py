@@ -358,7 +358,7 @@ def _sketch_code(net, spec, rows, X_test, train_err, m, delta) -> tuple[int | No
     return bits, bound
 
 
-def _certify(family, label, d, net, n_total, b, S, X, y, Xt, yt, skip, seen: dict,
+def _certify(family, label, d, net, n_total, b, S, X, y, Xt, yt, skip, seen: dict, dev,
              margin=(math.nan,) * 2, search: set[int] = frozenset(), finetune: bool = True):
     """Fine-tune (LeNet), certify, compare and sketch one network.
 
@@ -368,7 +368,8 @@ def _certify(family, label, d, net, n_total, b, S, X, y, Xt, yt, skip, seen: dic
     start = time.perf_counter()
     spec = C.CodeSpec(bits=b, bias_bits=S.bias_bits)
     if finetune and S.codebook_epochs:
-        net = C.finetune_codebook(net, spec, X, y, epochs=S.codebook_epochs, lr=S.codebook_lr)
+        net = C.finetune_codebook(net, spec, X, y, epochs=S.codebook_epochs, lr=S.codebook_lr,
+                                  device=dev)
     cert = K.certify(net, spec, X, y, delta=S.delta, X_test=Xt, y_test=yt, skip_vacuous=skip)
     decoded = C.quantise(net, spec)
     key = (label, b"".join(np.packbits(q.mask).tobytes() for q in
@@ -435,7 +436,7 @@ def _compute(P: Profile, S: CertificateSettings, progress: bool) -> CertificateR
     for (family, label, net), b in bar:
         search = set(range(1, len(linear_layers(net)) + 1)) if family == "ours" else set()
         c, rows = _certify(family, label, math.nan, net, n_lenet, b, S, X, y, Xt, yt, False,
-                           seen, search=search)
+                           seen, dev, search=search)
         certified.append(c)
         layers += rows
     seconds["lenet"] = time.perf_counter() - t
@@ -458,7 +459,7 @@ def _compute(P: Profile, S: CertificateSettings, progress: bool) -> CertificateR
             ab = authors_sketch_bound(pb.terms["empirical_margin_loss"], Wg, float(chi), len(mg))
             search = {i for dd, i in S.sketch_paper if dd == d} if family == "paper-rule" else set()
             c, rows = _certify(family, f"{family} d={d:g}", d, net, n_main, S.paper_bits, S, X,
-                               y, Xt, yt, not S.measure_paper_train_error, seen,
+                               y, Xt, yt, not S.measure_paper_train_error, seen, dev,
                                (pb.value, ab.value), search, finetune=False)
             certified.append(c)
             layers += rows
