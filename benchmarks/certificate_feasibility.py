@@ -2,7 +2,8 @@
 
 Trains LeNet-300-100 on all 60,000 MNIST training images, prunes it gradually (global
 magnitude, optionally also removing hidden units by the product of their incoming and
-outgoing weight norms) with masked fine-tuning, retrains the last levels, then for each
+outgoing weight norms, :func:`prunebounds.gradual.gradual_prune`) with masked training
+(momentum SGD), retrains the last levels, then for each
 level and b: fine-tunes the k-means codebook, encodes, decodes, checks the round trip
 and bounds the error (delta = 0.05, m = 60,000). Prints one JSON line per certificate.
 
@@ -17,17 +18,16 @@ CPU with one thread (``--threads``); timings on a shared machine are noisy.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import math
 import time
 
 import torch
-from torch import nn
-
 from prunebounds import certificate as K
 from prunebounds import coding as C
+from prunebounds import gradual as G
 from prunebounds.data import load
-from prunebounds.models import build, linear_layers
+from prunebounds.models import build
 from prunebounds.pruning import kept_fractions, prune_like, prune_paper
 from prunebounds.train import make_sgd, optimiser_config, train_epoch
 
@@ -35,40 +35,6 @@ from prunebounds.train import make_sgd, optimiser_config, train_epoch
 UNIT_SCHEDULE = [(200, 80, 0.3), (150, 70, 0.12), (100, 60, 0.05), (70, 50, 0.025),
                  (55, 40, 0.015), (45, 35, 0.01), (40, 30, 0.007), (35, 25, 0.005),
                  (30, 20, 0.0035), (25, 17, 0.0025), (21, 14, 0.0018)]
-
-
-def masked_training(net, masks, X, y, epochs, gen, cosine=False):
-    """SGD (the book's MNIST preset) with the pruned weights held at zero."""
-    layers = linear_layers(net)
-    sgd = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(sgd, epochs * math.ceil(len(y) / 256))
-             if cosine else None)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(256):
-            loss = nn.functional.cross_entropy(net(X[idx]), y[idx])
-            sgd.zero_grad()
-            loss.backward()
-            sgd.step()
-            if sched is not None:
-                sched.step()
-            with torch.no_grad():
-                for layer, mask in zip(layers, masks):
-                    layer.weight.mul_(mask)
-
-
-def prune_step(net, masks, keep, units):
-    layers = linear_layers(net)
-    if units is not None:
-        for l, h in enumerate(units):
-            w_in, w_out = layers[l].weight.detach(), layers[l + 1].weight.detach()
-            score = w_in.norm(dim=1) * w_out.norm(dim=0)
-            drop = score.argsort()[: len(score) - h]
-            masks[l][drop, :] = False
-            masks[l + 1][:, drop] = False
-    n = sum(m.numel() for m in masks)
-    scores = torch.cat([(l.weight.detach().abs() * m).flatten() for l, m in zip(layers, masks)])
-    threshold = scores.kthvalue(scores.numel() - int(round(keep * n))).values
-    return [m & (l.weight.detach().abs() > threshold) for l, m in zip(layers, masks)]
 
 
 def certificates(net, data, bits, tag):
@@ -93,17 +59,14 @@ def lenet(args, data):
     sgd = make_sgd(net, opt)
     for _ in range(args.dense_epochs):
         train_epoch(net, X, y, sgd, opt, gen)
-    masks = [torch.ones_like(l.weight, dtype=torch.bool) for l in linear_layers(net)]
-    for h1, h2, keep in UNIT_SCHEDULE:
-        masks = prune_step(net, masks, keep, (h1, h2) if args.units else None)
-        masked_training(net, masks, X, y, 2, gen)
-        if keep <= args.certify_below:
-            saved = {k: v.clone() for k, v in net.state_dict().items()}
-            masked_training(net, masks, X, y, args.retrain_epochs, gen, cosine=True)
-            tag = {"network": "lenet-300-100", "units": args.units, "keep": keep,
+    levels = [G.Level(keep, (h1, h2) if args.units else None) for h1, h2, keep in UNIT_SCHEDULE]
+    for p in G.gradual_prune(net, X, y, levels, 2, progress=False, device="cpu"):
+        if p.level.keep <= args.certify_below:
+            tuned = copy.deepcopy(p.model)
+            G.masked_train(tuned, G.masks_of(tuned), X, y, args.retrain_epochs)
+            tag = {"network": "lenet-300-100", "units": args.units, "keep": p.level.keep,
                    "elapsed": round(time.perf_counter() - T0)}
-            certificates(net, data, args.bits, tag)
-            net.load_state_dict(saved)
+            certificates(tuned, data, args.bits, tag)
 
 
 def paper(args, data):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -13,7 +14,8 @@ from prunebounds import certificate as K
 from prunebounds import coding as C
 from prunebounds.data import synthetic
 from prunebounds.errors import ParameterError
-from prunebounds.models import build
+from prunebounds.margins import model_error_rate
+from prunebounds.models import build, linear_layers
 from prunebounds.pruning import prune_magnitude
 from prunebounds.train import optimiser_config, make_sgd, train_epoch
 
@@ -151,7 +153,7 @@ def test_certify_uses_the_real_code_length(trained):
     code = C.encode(net, spec)
     assert cert.code_bits == 8 * len(code) == cert.breakdown.total
     decoded = C.decode(code)
-    assert cert.train_error == K.error_rate(decoded, train.X, train.y)
+    assert cert.train_error == model_error_rate(decoded, train.X, train.y)
     expected_c = (cert.code_bits * math.log(2) + math.log(1 / 0.05) + math.log(8)) / len(train.X)
     assert cert.complexity == pytest.approx(expected_c, rel=1e-12)
     assert cert.bound == pytest.approx(kl_root(cert.train_error, expected_c), abs=1e-9)
@@ -176,3 +178,35 @@ def test_certify_rejects_bad_input(trained):
         K.certify(net, C.CodeSpec(bits=2), train.X, train.y, delta=1.0)
     with pytest.raises(ParameterError, match="m \\(number of training samples\\)"):
         K.certify(net, C.CodeSpec(bits=2), train.X[:0], train.y[:0])
+
+
+def test_skip_vacuous_only_skips_when_no_training_error_could_help(trained):
+    net, train, test = trained
+    spec = C.CodeSpec(bits=2, bias_bits=4)
+    few = train.X[:300], train.y[:300]  # m = 300: thousands of bits make any bound vacuous
+    cert = K.certify(net, spec, *few, skip_vacuous=True, X_test=test.X, y_test=test.y)
+    assert math.isnan(cert.train_error) and not cert.train_error_measured and cert.vacuous
+    assert cert.bound == K.occam_kl_bound(0.0, cert.code_bits, 300) >= K.VACUOUS_AT
+    measured = K.certify(net, spec, train.X, train.y, skip_vacuous=True)
+    assert measured.train_error_measured and measured.bound < K.VACUOUS_AT
+
+
+def test_each_bad_input_of_the_issue_names_its_fix(trained):
+    """Issue 14, section 7: each case stops with a ParameterError that says what to do."""
+    net, train, test = trained
+    with pytest.raises(ParameterError, match="bits must be an integer >= 1"):
+        C.CodeSpec(bits=0)
+    with pytest.raises(ParameterError, match="use bits <= .* or prune less"):
+        K.certify(prune_magnitude(net, [0.999, 0.99, 0.9]), C.CodeSpec(bits=6), train.X,
+                  train.y)
+    with pytest.raises(ParameterError, match="open interval"):
+        K.certify(net, C.CodeSpec(bits=2), train.X, train.y, delta=0.0)
+    with pytest.raises(ParameterError, match="m \\(number of training samples\\)"):
+        K.certify(net, C.CodeSpec(bits=2), train.X[:0], train.y[:0])
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        linear_layers(other)[-1].weight.mul_(-1.0)  # another network: opposite outputs
+    with pytest.raises(ParameterError, match="encode the network again"):
+        C.verify_roundtrip(net, C.CodeSpec(bits=2), test.X, code=C.encode(other, C.CodeSpec(bits=2)))
+    with pytest.raises(ParameterError, match="no weights left.*prune less"):
+        K.certify(prune_magnitude(net, [0.5, 1.0, 0.5]), C.CodeSpec(bits=2), train.X, train.y)

@@ -310,3 +310,40 @@ def test_a_code_of_another_network_is_caught():
     spec = C.CodeSpec(bits=2)
     with pytest.raises(ParameterError, match="differs|predicts differently"):
         C.verify_roundtrip(net, spec, X, code=C.encode(other, spec))
+
+
+def test_sketch_of_is_exact_integer_arithmetic():
+    rng = np.random.default_rng(0)
+    Z = rng.integers(-4, 5, size=(40, 30)) * (rng.random((40, 30)) < 0.2)
+    A, B = C._sketch_matrices(Z.shape, 12, 0, 1)
+    exact = (A.astype(np.int64) @ Z) @ B.astype(np.int64).T
+    assert np.array_equal(C._sketch_of(Z, A, B), exact)
+
+
+def test_first_size_and_length_of_a_sketch_match_the_encoder():
+    assert C.first_sketch_size(0) == 2 and C.first_sketch_size(50) == 10
+    assert C.first_sketch_size(51) == 11
+    net = pruned_net(fraction=[0.95, 0.8, 0.5])
+    spec = C.CodeSpec(bits=2, positions="sketch-mask", sketch_layers=(1,), sketch_max_iter=500,
+                      sketch_growth=1.3)
+    parts = C.code_length_breakdown(C.encode(net, spec))
+    mask = C.quantise_network(net, spec).layers[0].mask.astype(np.int64)
+    # the sketch segment holds exactly one layer's sketch: its length is sketch_bits_at's
+    assert C.sketch_bits_at(mask, parts.sketch_k[0], spec, 1) == parts.sketch
+    lc = C.layer_code_lengths(net, spec.replace(positions="auto"), sketches=("sketch-mask",),
+                              layers=[1])
+    assert lc[0].sketch["sketch-mask"]["k"] == parts.sketch_k[0]
+    assert lc[1].sketch == {} and lc[2].sketch == {}
+
+
+@pytest.mark.cuda
+def test_finetune_on_cuda_keeps_the_mask_and_returns_a_cpu_network(tiny_bundle):
+    X, y = tiny_bundle.train.X, tiny_bundle.train.y
+    net = prune_magnitude(build("smoke", 0), 0.9)
+    spec = C.CodeSpec(bits=2)
+    tuned = C.finetune_codebook(net, spec, X, y, epochs=1, lr=3e-3, seed=0, device="cuda")
+    assert all(p.device.type == "cpu" for p in tuned.parameters())
+    before, after = C.quantise(net, spec), C.quantise(tuned, spec)
+    for a, b in zip(linear_layers(before), linear_layers(after)):
+        assert torch.equal(a.weight != 0, b.weight != 0)
+    assert C.decode(C.encode(tuned, spec)) is not None

@@ -55,9 +55,9 @@ from torch import nn
 
 from . import coding
 from .errors import ParameterError
-from .margins import logits, margin_loss, margins
+from .margins import model_error_rate
 from .models import linear_layers
-from .profiles import check_int, check_real
+from .validate import check_delta, check_int, check_m, check_real
 
 __all__ = [
     "kl_bernoulli",
@@ -65,27 +65,14 @@ __all__ = [
     "occam_kl_bound",
     "bits_for_bound",
     "Certificate",
-    "error_rate",
     "certify",
     "check_not_below_test_error",
 ]
 
 LN2 = math.log(2.0)
-
-
-def _check_delta(delta: Any) -> float:
-    d = check_real("delta", delta)
-    if not 0.0 < d < 1.0:
-        raise ParameterError(f"delta must lie in the open interval (0, 1), got {d}; "
-                             "the book uses delta = 0.05")
-    return d
-
-
-def _check_m(m: Any) -> int:
-    if isinstance(m, (int, float)) and not isinstance(m, bool) and m <= 0:
-        raise ParameterError(f"m (number of training samples) must be an integer >= 1, got "
-                             f"{m}; pass the size of the sample the error was measured on")
-    return check_int("m (number of training samples)", m, minimum=1)
+#: :func:`certify` with ``skip_vacuous`` does not measure the training error when the
+#: bound at training error 0 is already at least this.
+VACUOUS_AT = 1.0 - 1e-6
 
 
 def _check_fraction(name: str, q: Any) -> float:
@@ -153,8 +140,8 @@ def occam_kl_bound(train_error: float, code_bits: float, m: int, delta: float = 
     """
     q = _check_fraction("train_error", train_error)
     bits = check_real("code_bits", code_bits, minimum=0.0)
-    m = _check_m(m)
-    delta = _check_delta(delta)
+    m = check_m(m)
+    delta = check_delta(delta)
     n = check_int("n_choices", n_choices, minimum=1)
     return kl_inverse_upper(q, (bits * LN2 + math.log(1.0 / delta) + math.log(n)) / m)
 
@@ -170,16 +157,11 @@ def bits_for_bound(train_error: float, target: float, m: int, delta: float = 0.0
     """
     q = _check_fraction("train_error", train_error)
     target = _check_fraction("target", target)
-    m = _check_m(m)
-    delta = _check_delta(delta)
+    m = check_m(m)
+    delta = check_delta(delta)
     n = check_int("n_choices", n_choices, minimum=1)
     kl = kl_bernoulli(q, target) if target > q else 0.0
     return (m * kl - math.log(1.0 / delta) - math.log(n)) / LN2
-
-
-def error_rate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of samples misclassified, ties counted as errors (margin <= 0)."""
-    return margin_loss(margins(logits(model, X), y), 0.0)
 
 
 @dataclass(frozen=True)
@@ -188,7 +170,8 @@ class Certificate:
 
     Attributes:
         bound: the upper bound on the error probability (holds with prob. 1 - delta).
-        train_error: error rate of the decoded network on the m bound samples.
+        train_error: error rate of the decoded network on the m bound samples (NaN
+            when :func:`certify` skipped it because the bound is vacuous anyway).
         test_error: its error rate on the test set (measured, not used by the bound);
             ``None`` if no test set was given.
         m: number of samples the training error was measured on.
@@ -213,7 +196,12 @@ class Certificate:
 
     @property
     def vacuous(self) -> bool:
-        return self.bound >= 1.0
+        """True when the bound says nothing (at least :data:`VACUOUS_AT`)."""
+        return self.bound >= VACUOUS_AT
+
+    @property
+    def train_error_measured(self) -> bool:
+        return not math.isnan(self.train_error)
 
 
 def check_not_below_test_error(bound: float, test_error: float) -> None:
@@ -236,31 +224,43 @@ def check_not_below_test_error(bound: float, test_error: float) -> None:
 
 def certify(model: nn.Module, spec: coding.CodeSpec, X: torch.Tensor, y: torch.Tensor, *,
             delta: float = 0.05, n_choices: int = 1, X_test: torch.Tensor | None = None,
-            y_test: torch.Tensor | None = None) -> Certificate:
+            y_test: torch.Tensor | None = None, skip_vacuous: bool = False) -> Certificate:
     """Encode ``model``, decode it, check the round trip, and bound its error.
 
-    The training error is measured on the *decoded* network over all of ``X``
+    The round trip is checked by :func:`prunebounds.coding.verify_roundtrip`: the
+    decoded network must have the quantised network's weights and biases bit for bit
+    and the same prediction on every row of ``X_test`` (of ``X`` when no test set is
+    given). The training error is measured on the *decoded* network over all of ``X``
     (m = len(X), e.g. all 60,000 MNIST training images); the bound is
-    :func:`occam_kl_bound` with the real code length. Predictions of the decoded and
-    the quantised network are compared on ``X`` (and on ``X_test`` when given).
+    :func:`occam_kl_bound` with the real code length.
+
+    ``skip_vacuous=True``: when even a training error of 0 gives a bound of at least
+    :data:`VACUOUS_AT` (the code is too long for any training error to matter), the
+    training error is not measured (NaN, which saves a forward pass over X) and the
+    bound reported is that value at training error 0, a lower bound on the bound.
 
     Raises:
-        ParameterError: bad spec or delta, an empty layer, a round trip that changes a
-            prediction, or a bound below the measured test error.
+        ParameterError: bad spec, delta or m (an empty ``X``), an empty layer, a round
+            trip that changes a weight or a prediction, or a bound below the measured
+            test error.
     """
-    delta = _check_delta(delta)
-    m = _check_m(len(X))
-    code = coding.verify_roundtrip(model, spec, X)
-    if X_test is not None:
-        coding.verify_roundtrip(model, spec, X_test, code=code)
+    delta = check_delta(delta)
+    m = check_m(len(X))
+    n_choices = check_int("n_choices", n_choices, minimum=1)
+    code = coding.encode(model, spec)
+    coding.verify_roundtrip(model, spec, X if X_test is None else X_test, code=code)
     decoded = coding.decode(code)
-    train_error = error_rate(decoded, X, y)
     bits = 8 * len(code)
     complexity = (bits * LN2 + math.log(1.0 / delta) + math.log(n_choices)) / m
-    bound = occam_kl_bound(train_error, bits, m, delta, n_choices)
+    floor = occam_kl_bound(0.0, bits, m, delta, n_choices)
+    if skip_vacuous and floor >= VACUOUS_AT:
+        train_error, bound = math.nan, floor
+    else:
+        train_error = model_error_rate(decoded, X, y)
+        bound = occam_kl_bound(train_error, bits, m, delta, n_choices)
     test_error = None
     if X_test is not None and y_test is not None:
-        test_error = error_rate(decoded, X_test, y_test)
+        test_error = model_error_rate(decoded, X_test, y_test)
         check_not_below_test_error(bound, test_error)
     n_kept = sum(int((lin.weight != 0).sum()) for lin in linear_layers(decoded))
     return Certificate(bound, train_error, test_error, m, delta, n_choices, bits, complexity,

@@ -88,9 +88,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import resolve_device
 from .errors import ParameterError
-from .models import MLP, build, check_chain, linear_layers
-from .profiles import check_choice, check_int
+from .models import MLP, build, linear_layers
+from .validate import check_chain, check_choice, check_int
 from .sketching import bipartite_adjacency, default_degree, recover_first_order
 
 __all__ = [
@@ -110,6 +111,8 @@ __all__ = [
     "LayerCode",
     "layer_code_lengths",
     "finetune_codebook",
+    "first_sketch_size",
+    "sketch_bits_at",
 ]
 
 FORMAT_VERSION = 1
@@ -150,6 +153,11 @@ class CodeSpec:
         sketch_seed: seed of the sketch matrices (stored in the header).
         sketch_growth: ratio between consecutive sketch sizes k tried by the encoder.
         sketch_max_iter: iteration cap of each basis-pursuit recovery.
+        sketch_k: (layer, k) pairs: sketch sizes already found (by
+            :func:`layer_code_lengths`) for some sketched layers; the encoder then tries
+            that k alone (and still checks that recovery returns the layer exactly)
+            instead of searching. Not written in the header: the header records every
+            sketch size anyway.
     """
 
     bits: int = 3
@@ -162,6 +170,7 @@ class CodeSpec:
     sketch_seed: int = 0
     sketch_growth: float = 1.15
     sketch_max_iter: int = 3000
+    sketch_k: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self):
         bits = self.bits
@@ -187,6 +196,15 @@ class CodeSpec:
                                      f"(1-based) or None, got {self.sketch_layers!r}")
             object.__setattr__(self, "sketch_layers", tuple(int(i) for i in self.sketch_layers))
         check_int("sketch_max_iter", self.sketch_max_iter, minimum=1)
+        if self.sketch_k is not None:
+            try:
+                pairs = tuple((int(check_int("sketch layer", a, minimum=1)),
+                               int(check_int("sketch size k", b, minimum=1)))
+                              for a, b in self.sketch_k)
+            except (TypeError, ValueError):
+                raise ParameterError("sketch_k must be (layer, k) pairs, e.g. ((1, 40),), "
+                                     f"got {self.sketch_k!r}") from None
+            object.__setattr__(self, "sketch_k", pairs)
         if not (isinstance(self.sketch_growth, (int, float)) and self.sketch_growth > 1.0):
             raise ParameterError(f"sketch_growth must be a number > 1, got {self.sketch_growth!r}")
 
@@ -697,8 +715,14 @@ def _sketch_matrices(shape: tuple[int, int], k: int, seed: int, layer: int):
 
 
 def _sketch_of(Z: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Y = A Z B^T in exact integer arithmetic."""
-    return (A.astype(np.int64) @ Z.astype(np.int64)) @ B.astype(np.int64).T
+    """Y = A Z B^T, exactly: computed in float64 (BLAS) and rounded. Every partial sum
+    is an integer far below 2^53 (|Y| <= deg_A deg_B sum |Z|), so float64 holds it
+    exactly and the rounding only removes the representation."""
+    bound = A.sum(axis=1).max(initial=0) * B.sum(axis=1).max(initial=0) * np.abs(Z).sum()
+    if bound >= 2 ** 52:
+        return (A.astype(np.int64) @ Z.astype(np.int64)) @ B.astype(np.int64).T
+    Y = (A.astype(np.float64) @ Z.astype(np.float64)) @ B.astype(np.float64).T
+    return np.rint(Y).astype(np.int64)
 
 
 def _recover(Y: np.ndarray, A: np.ndarray, B: np.ndarray, max_iter: int):
@@ -729,6 +753,33 @@ def _try_sketch(Z: np.ndarray, k: int, spec: CodeSpec, layer: int,
     return Y if exact else None
 
 
+def first_sketch_size(nnz: int) -> int:
+    """k_0 = max(2, ceil(sqrt(2 nnz))): the smallest sketch size the encoder tries.
+
+    A k x k sketch of a matrix with nnz non-zeros has k^2 numbers; fewer than 2 nnz
+    numbers cannot in general determine nnz unknown positions and nnz unknown values.
+    """
+    nnz = check_int("nnz (non-zeros)", nnz, minimum=0)
+    return max(2, math.ceil(math.sqrt(2 * nnz)))
+
+
+def sketch_bits_at(Z: np.ndarray, k: int, spec: CodeSpec | None = None,
+                   layer: int = 1) -> int:
+    """Bits of the coded sketch Y = A Z B^T of the integer matrix Z at size k, as the
+    sketch segment would hold it (range, histogram, entropy-coded entries), without
+    running the recovery: what the sketch would cost *if* basis pursuit returned Z
+    exactly at this size. At k = :func:`first_sketch_size` it is the length of the
+    sketch at the smallest size the encoder tries."""
+    spec = CodeSpec() if spec is None else spec
+    Z = np.asarray(Z, dtype=np.int64)
+    if Z.ndim != 2:
+        raise ParameterError(f"Z must be a matrix, got shape {Z.shape}")
+    k = check_int("k (sketch size)", k, minimum=1)
+    A, B = _sketch_matrices(Z.shape, k, spec.sketch_seed, check_int("layer", layer, minimum=1))
+    Y = _sketch_of(Z, A, B)
+    return _stream_bits(lambda w, enc: _encode_ranged(w, enc, Y.reshape(-1)))
+
+
 def _find_sketch(Z: np.ndarray, spec: CodeSpec, layer: int,
                  log: list[SketchAttempt]) -> tuple[int, np.ndarray]:
     """The smallest sketch size k that recovers Z exactly, searched on a geometric grid.
@@ -740,8 +791,7 @@ def _find_sketch(Z: np.ndarray, spec: CodeSpec, layer: int,
     k between them; every accepted k was verified).
     """
     p1, p2 = Z.shape
-    nnz = int((Z != 0).sum())
-    k0, k_max = max(2, math.ceil(math.sqrt(2 * nnz))), max(p1, p2)
+    k0, k_max = first_sketch_size(int((Z != 0).sum())), max(p1, p2)
     grid: list[int] = []
     k = float(k0)
     while not grid or grid[-1] < k_max:
@@ -952,7 +1002,14 @@ def encode(model_or_weights: Any, spec: CodeSpec | None = None, *,
             if not model.startswith("sketch"):
                 continue
             Z = q.mask.astype(np.int64) if model == "sketch-mask" else q.ranks()
-            k, Y = _find_sketch(Z, spec, i, log)
+            known = dict(spec.sketch_k or ())
+            if i in known:
+                k, Y = known[i], _try_sketch(Z, known[i], spec, i, log)
+                if Y is None:
+                    raise ParameterError(f"sketch recovery failed for layer {i} at the given "
+                                         f"size k = {k}: drop it from sketch_k to search")
+            else:
+                k, Y = _find_sketch(Z, spec, i, log)
             ks.append(k)
             _encode_ranged(ws, es, Y.reshape(-1))
         sketch = ws.to_bytes() + _words_to_bytes(es.get_compressed())
@@ -1227,14 +1284,18 @@ def _stream_bits(write) -> int:
 
 
 def layer_code_lengths(model_or_weights: Any, spec: CodeSpec | None = None,
-                       sketches: Sequence[str] = ()) -> list[LayerCode]:
+                       sketches: Sequence[str] = (),
+                       layers: Sequence[int] | None = None) -> list[LayerCode]:
     """Per layer, the real lengths of its position, value and (optionally) sketch codes.
 
     Answers "does the sketch shorten the code?" layer by layer: ``positions + values``
     against ``sketch["sketch-symbols"]["bits"]``, or ``positions`` against
     ``sketch["sketch-mask"]["bits"]``. Each part is coded as a separate stream, so each
     carries its own coder overhead (tens of bits). Sketch searches can take minutes on
-    large layers (one basis-pursuit solve per size tried).
+    large layers (one basis-pursuit solve per size tried). ``layers`` (1-based) limits
+    the sketch searches to those layers (``None``: every layer); the others get an
+    empty ``sketch`` dict. The sketch matrices of layer i are those the encoder uses
+    for layer i (:func:`encode` with ``sketch_layers``).
     """
     from scipy.special import gammaln
 
@@ -1258,7 +1319,7 @@ def layer_code_lengths(model_or_weights: Any, spec: CodeSpec | None = None,
             float((gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)) / math.log(2)),
             _stream_bits(lambda w, enc: _encode_positions(w, enc, q.mask, model)),
             _stream_bits(values))
-        for mode in sketches:
+        for mode in (sketches if layers is None or i in layers else ()):
             Z = q.mask.astype(np.int64) if mode == "sketch-mask" else q.ranks()
             log: list[SketchAttempt] = []
             try:
@@ -1285,10 +1346,17 @@ class _SharedWeights(nn.Module):
         self.symbols = [torch.from_numpy(q.symbols) for q in net.layers]
         self.shapes = [q.shape for q in net.layers]
 
+    def to_device(self, device: torch.device) -> "_SharedWeights":
+        """Parameters and index tensors on ``device``."""
+        self.to(device)
+        self.index = [i.to(device) for i in self.index]
+        self.symbols = [s.to(device) for s in self.symbols]
+        return self
+
     def weights(self) -> list[torch.Tensor]:
         out = []
         for t, idx, sym, shape in zip(self.tables, self.index, self.symbols, self.shapes):
-            w = torch.zeros(shape[0] * shape[1], dtype=t.dtype)
+            w = torch.zeros(shape[0] * shape[1], dtype=t.dtype, device=t.device)
             out.append(w.index_put((idx,), t[sym]).view(shape))
         return out
 
@@ -1303,14 +1371,16 @@ class _SharedWeights(nn.Module):
 
 def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torch.Tensor, *,
                       epochs: int = 1, lr: float = 1e-3, batch_size: int = 256,
-                      seed: int = 0) -> nn.Module:
+                      seed: int = 0, device: str | torch.device | None = "cpu") -> nn.Module:
     """Train the codebook entries and biases of the quantised network (k-means only).
 
     Han, Mao & Dally (2016), "trained quantisation": the mask and each kept weight's
     codebook index stay fixed, the shared values move (the gradient of an entry is the
     sum of the gradients of the weights that use it), biases are trained in float and
     put back on their grid when the result is encoded. Adam, cross-entropy, shuffled
-    batches from a generator seeded with ``seed``. Legitimate before certifying: the
+    batches from a (CPU) generator seeded with ``seed``; the training runs on ``device``
+    (:func:`prunebounds.devices.resolve_device`; default the CPU), the result is on the
+    CPU. Legitimate before certifying: the
     bound holds for every coded network at once.
 
     Returns a plain MLP whose kept weights take the trained codebook values exactly
@@ -1326,11 +1396,13 @@ def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torc
         raise ParameterError("finetune_codebook needs a network with biases")
     # start from the quantised biases (dead units keep zero)
     start_biases = [q.bias() for q in net.layers]
-    shared = _SharedWeights(net, start_biases)
+    dev = resolve_device(device)
+    shared = _SharedWeights(net, start_biases).to_device(dev)
+    X, y = X.to(dev), y.to(dev)
     opt = torch.optim.Adam(shared.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(int(seed))
     for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+        for idx in torch.randperm(len(y), generator=gen).to(dev).split(batch_size):
             loss = nn.functional.cross_entropy(shared(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -1338,9 +1410,9 @@ def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torc
     out = copy.deepcopy(net.to_module())
     with torch.no_grad():
         for lin, w, b, q in zip(linear_layers(out), shared.weights(), shared.biases, net.layers):
-            lin.weight.copy_(w.detach())
+            lin.weight.copy_(w.detach().cpu())
+            b = b.detach().cpu()
             # a dead unit's bias stays zero (it reaches nothing)
             lin.bias.copy_(torch.where(torch.from_numpy(q.mask.any(axis=1)) |
-                                       torch.from_numpy(q.bias() != 0), b.detach(),
-                                       torch.zeros_like(b)))
+                                       torch.from_numpy(q.bias() != 0), b, torch.zeros_like(b)))
     return out
