@@ -46,7 +46,7 @@ from ..zoo import MODELS
 
 __all__ = ["LABEL", "REQUIRES", "ZooRecipe", "BeyondSettings", "SETTINGS", "settings",
            "train_network", "largest_d_below", "batchnorm_fold", "BeyondResult", "compute",
-           "claims"]
+           "carry_rows", "claims"]
 
 LABEL = "chap-beyond-mlps"
 REQUIRES = ("setting",)
@@ -651,6 +651,31 @@ def _compute(P: Profile, S: BeyondSettings, progress: bool) -> BeyondResult:
     summary = _summary(R)
     del R["fold"]
     return BeyondResult(**R, summary=summary)
+
+
+def carry_rows(R: BeyondResult) -> list[list[str]]:
+    """Rows of the table "what carries over": per step of the paper's argument, the MLP,
+    the ResNet and the ViT, with this run's numbers."""
+    s, q, d = R.summary, R.settings.margin_q, R.settings.d_ref
+    return [
+        ["Rule applied matrix by matrix", "yes", "yes (unfolded kernels)",
+         "yes (embedding, Q, K, V, out, MLP)"],
+        ["Kept fraction follows χ(d): largest deviation",
+         *[f"{s.keep_dev[k]:.3f}" for k in NETWORKS]],
+        ["Entries Gaussian: excess kurtosis range",
+         *[f"{s.kurt_min[k]:.2f} to {s.kurt_max[k]:.2f}" for k in NETWORKS]],
+        ["Independent error entries", "yes (assumed)", "in W_unf; not in the operator",
+         "yes, per matrix"],
+        ["Error norm → network", "Neyshabur et al. (e ∏‖A‖ Σ‖Δ‖/‖A‖)",
+         "telescoping, ∏(1 + ‖A₂‖‖A₁‖), conv factor ≤ ⌈k/s⌉",
+         "no weight-only bound (softmax, LayerNorm)"],
+        ["Products of pruned weights", "no", "no", "yes: Q^T K, second order measured"],
+        [f"Measured error below γ ({q:g}th pct) up to d",
+         *[f"{s.dstar[k]:.2g}" for k in NETWORKS]],
+        [f"All-zero rows at d = {d:g}", *[str(s.dead_rows[k]) for k in NETWORKS]],
+        ["Test accuracy at d = 10 (weights kept)",
+         *[f"{s.acc10[k]:.2%} ({s.kept10[k]:.1%})" for k in NETWORKS]],
+    ]
 
 
 # --------------------------------------------------------------------------- claims
