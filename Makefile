@@ -10,6 +10,8 @@
 #                                          check that the quick site shows quick numbers
 #   make linkcheck                         check the book's external links (needs network)
 #   make bench                             speed benchmarks (ratios, not assertions)
+#   make full-results                      the paper-scale run (meant for a GPU): every
+#                                          chapter's results and claims -> results/full.json
 #   make sync                              re-pair every chapter's .md and .ipynb
 #
 # A virtual environment is created in .venv unless one is active already.
@@ -46,7 +48,7 @@ STAGE := _build/stage/$(PROFILE)
 SITE := _build/site/$(PROFILE)
 BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 
-.PHONY: help install data main-network execute book test check-site check-publish linkcheck bench sync clean clean-cache FORCE
+.PHONY: help install data main-network execute book test check-site check-publish linkcheck bench full-results sync clean clean-cache FORCE
 
 help:
 	@sed -n '1,18p' Makefile
@@ -138,6 +140,12 @@ bench: $(STAMP) data
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/sketch_recovery.py --quick
 	$(PY) benchmarks/bounds_sweep.py
+
+# The paper-scale results shown in the scorecard's "paper scale" column: the full
+# profile's main network once, then every chapter's compute and claims side by side, no
+# notebooks (`python -m prunebounds.chapters full-results --help`). Minutes on one GPU.
+full-results: $(STAMP) data
+	$(PY) -m prunebounds.chapters full-results --profile full --out results/full.json
 
 sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/*.md

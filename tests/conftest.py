@@ -12,10 +12,26 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped on a machine without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_folders(tmp_path_factory, monkeypatch):
-    """Point the results cache at a fresh folder so tests never touch _cache/."""
+def _isolated_folders(tmp_path_factory, monkeypatch, request):
+    """Point the results cache at a fresh folder so tests never touch _cache/; run every
+    test on the CPU (``PRUNEBOUNDS_DEVICE=cpu``) except those marked ``cuda``, so that the
+    suite checks the same thing, bit for bit, on a machine with a GPU."""
     monkeypatch.setenv("PRUNEBOUNDS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setenv("PRUNEBOUNDS_DEVICE", "cpu")
+    else:
+        monkeypatch.delenv("PRUNEBOUNDS_DEVICE", raising=False)
     yield
 
 

@@ -17,7 +17,7 @@ from prunebounds import cache, data, margins, profiles, runs, train
 from prunebounds.errors import ParameterError
 
 CFG = runs.RunConfig(dataset="synthetic", widths=(784, 32, 10), optimiser="paper-mnist",
-                            epochs=2, seed=7, max_train=300, snapshot_epochs=(1,))
+                            epochs=2, seed=7, max_train=300, snapshot_epochs=(1,), device="cpu")
 
 
 def _same(a: dict, b: dict) -> bool:

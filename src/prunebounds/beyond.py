@@ -155,10 +155,10 @@ def conv_as_matrix(conv: nn.Conv2d | torch.Tensor, input_shape: Sequence[int], *
     is block-Toeplitz, with (C_out H' W') x (C_in H W) entries. For small sizes only
     (it is dense).
     """
-    _, apply = _conv_fn(conv, stride, padding)
+    kernel, apply = _conv_fn(conv, stride, padding)
     c, h, w = (check_int("input_shape", v, minimum=1) for v in input_shape)
     n = c * h * w
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, c, h, w)
+    basis = torch.eye(n, dtype=torch.float64, device=kernel.device).reshape(n, c, h, w)
     return apply(basis).reshape(n, -1).T.contiguous()
 
 
@@ -219,8 +219,8 @@ def conv_input_shapes(model: nn.Module) -> dict[str, tuple[int, int, int]]:
     hooks = [m.register_forward_hook(record(name))
              for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     try:
-        dtype = next(model.parameters()).dtype
-        model(torch.zeros(1, math.prod(shape), dtype=dtype))
+        param = next(model.parameters())
+        model(torch.zeros(1, math.prod(shape), dtype=param.dtype, device=param.device))
     finally:
         for h in hooks:
             h.remove()
@@ -231,7 +231,8 @@ def _stage_inputs(model: ResNet) -> list[tuple[int, ...]]:
     """Input shape (C, H, W) or (C,) of each stage of ``model.stages``, then the head's."""
     shapes = []
     with torch.no_grad():
-        z = torch.zeros(1, *model.input_shape, dtype=model.head.weight.dtype)
+        z = torch.zeros(1, *model.input_shape, dtype=model.head.weight.dtype,
+                        device=model.head.weight.device)
         for stage in model.stages:
             shapes.append(tuple(z.shape[1:]))
             z = stage(z)

@@ -6,11 +6,13 @@ Files are read through ``torchvision.datasets`` from the conventional root folde
 (``<root>/MNIST/raw``, ``<root>/cifar-10-batches-py``); :func:`prepare` fills that folder
 from ``../shared/data`` when it exists and otherwise lets torchvision download.
 Whole data sets are held as float tensors and batched by index (:func:`batches`), so
-training does no per-sample PIL work.
+training does no per-sample PIL work; :meth:`DataBundle.to` moves a data set to a device
+once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .devices import resolve_device
 from .errors import DataUnavailableError, ParameterError
 from .norms import max_input_norm
 from .validate import check_choice, check_int, check_real
@@ -174,6 +177,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def to(self, device: str | torch.device) -> "Split":
+        """The split on ``device`` (the same object when it is there already)."""
+        device = torch.device(device)
+        if self.X.device == device and self.y.device == device:
+            return self
+        return Split(self.X.to(device), self.y.to(device))
+
 
 @dataclass(frozen=True)
 class DataBundle:
@@ -192,6 +202,21 @@ class DataBundle:
         for s in self.input_shape:
             n *= s
         return n
+
+    @property
+    def device(self) -> torch.device:
+        """Where the training inputs are."""
+        return self.train.X.device
+
+    def to(self, device: str | torch.device) -> "DataBundle":
+        """The data set with every split on ``device`` (moved once; the same object when
+        it is there already). ``device`` is a ``torch.device`` or a name resolved by
+        :func:`prunebounds.devices.resolve_device`."""
+        device = resolve_device(device)
+        if all(s.X.device == device for s in (self.train, self.val, self.test)):
+            return self
+        return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device),
+                                   test=self.test.to(device))
 
     def max_input_norm(self) -> float:
         """B = max ||x||_2 over the training inputs (the paper's input bound)."""
@@ -292,14 +317,16 @@ def augment_cifar(X: torch.Tensor, generator: torch.Generator, pad: int = 4) -> 
     img = X.view(n, 3, 32, 32)
     fill = (0.0 - MEAN) / STD  # a black pixel after normalisation
     padded = torch.nn.functional.pad(img, (pad, pad, pad, pad), value=fill)
+    # the random offsets and flips come from the (CPU) generator, then go to X's device
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     rows = (dy[:, None] + torch.arange(32)[None, :])[:, None, :, None]
     cols = (dx[:, None] + torch.arange(32)[None, :])[:, None, None, :]
     flip = torch.rand(n, generator=generator) < 0.5
     cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
-                 rows, cols]
+    index = [torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
+             rows, cols]
+    out = padded[tuple(i.to(X.device) for i in index)]
     return out.reshape(n, -1)
 
 

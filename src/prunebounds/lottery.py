@@ -56,6 +56,7 @@ from tqdm import tqdm
 from .bounds import Bound, counting_bound, paper_bound, sparse_count_bound
 from .cache import cached_result
 from .data import DataBundle, batches, load
+from .devices import resolve_device
 from .discretization import discretize_model
 from .errors import ParameterError
 from .gaussianity import excess_kurtosis, rule_expectations_empirical
@@ -222,7 +223,8 @@ def _parametrize(model: nn.Module) -> list[nn.Linear]:
 
 
 def _masks(layers: Sequence[nn.Linear]) -> list[torch.Tensor]:
-    return [layer.weight_mask.detach().clone().bool() for layer in layers]
+    """The current masks, as bool tensors on the CPU (where the rounds are kept)."""
+    return [layer.weight_mask.detach().bool().cpu() for layer in layers]
 
 
 def prune_step(model: nn.Module, preset: str | Preset) -> None:
@@ -253,7 +255,8 @@ def _apply_masks(model: nn.Module, masks: Sequence[torch.Tensor]) -> list[nn.Lin
         if tuple(mask.shape) != tuple(layer.weight.shape):
             raise ParameterError(f"mask {i} has shape {tuple(mask.shape)}, the layer's weight "
                                  f"{tuple(layer.weight.shape)}")
-        prune.custom_from_mask(layer, "weight", mask.to(layer.weight.dtype))
+        prune.custom_from_mask(layer, "weight",
+                               mask.to(device=layer.weight.device, dtype=layer.weight.dtype))
     return layers
 
 
@@ -268,12 +271,13 @@ def _rewind(layers: Sequence[nn.Linear],
 
 
 def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state of ``model`` with the masks made permanent (plain ``weight`` keys)."""
+    """The state of ``model`` with the masks made permanent (plain ``weight`` keys), on
+    the CPU."""
     plain = copy.deepcopy(model)
     for layer in linear_layers(plain):
         if hasattr(layer, "weight_mask"):
             prune.remove(layer, "weight")
-    return {k: v.detach().clone() for k, v in plain.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in plain.state_dict().items()}
 
 
 # --------------------------------------------------------------------------- training
@@ -294,8 +298,10 @@ def _train_masked(model: nn.Module, data: DataBundle, opt: OptimiserConfig, epoc
 
     A fresh SGD optimiser (the book's preset), and a batch order from a generator seeded
     with ``seed``, so every round sees the same sequence of batches. Accuracies are
-    :func:`prunebounds.margins.model_accuracy` (ties are errors).
+    :func:`prunebounds.margins.model_accuracy` (ties are errors). The data are moved to
+    the model's device (once: a no-op when they are there already).
     """
+    data = data.to(next(model.parameters()).device)
     sgd = make_sgd(model, opt)
     gen = torch.Generator().manual_seed(seed)
     X, y = data.train.X, data.train.y
@@ -379,7 +385,7 @@ def _initial_model(cfg_or_model: Any, seed: int) -> tuple[nn.Module, str | None]
 
 def imp(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
         epochs_per_round: int, seed: int, progress: bool = True,
-        optimiser: str | None = None) -> IMPResult:
+        optimiser: str | None = None, device: str | torch.device | None = None) -> IMPResult:
     """Iterative magnitude pruning with rewinding to the initial weights (Frankle & Carbin).
 
     Args:
@@ -395,6 +401,9 @@ def imp(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
         progress: show a progress bar on stderr.
         optimiser: a preset of :data:`prunebounds.train.OPTIMISERS` (default: the
             RunConfig's, else ``"paper-mnist"``).
+        device: where to train (:func:`prunebounds.devices.resolve_device`; default
+            ``"auto"``). The data are moved there once; masks and trained states are
+            kept on the CPU.
 
     Returns:
         :class:`IMPResult` with rounds 0..R. Round k's network was trained from theta_0
@@ -409,6 +418,9 @@ def imp(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
     opt = optimiser_config(check_choice("optimiser", opt_name, OPTIMISERS))
     template = copy.deepcopy(model)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dev = resolve_device(device)
+    model.to(dev)
+    data = data.to(dev)
     layers = _parametrize(model)
     theta0 = [(layer.weight_orig.detach().clone(),
                None if layer.bias is None else layer.bias.detach().clone()) for layer in layers]
@@ -445,7 +457,8 @@ class ControlRun:
 
 def random_reinit_control(cfg_or_model: Any, data: DataBundle, masks: Sequence[torch.Tensor],
                           epochs: int, seed: int, init_seed: int | None = None,
-                          optimiser: str | None = None) -> ControlRun:
+                          optimiser: str | None = None,
+                          device: str | torch.device | None = None) -> ControlRun:
     """Frankle & Carbin's control: the same mask, a fresh random initialisation, retrained.
 
     The architecture of ``cfg_or_model`` (as in :func:`imp`; of a module only the
@@ -453,7 +466,8 @@ def random_reinit_control(cfg_or_model: Any, data: DataBundle, masks: Sequence[t
     is initialised with ``init_seed`` (default :func:`control_seed` (seed, 0)), the
     ``masks`` are applied with ``prune.custom_from_mask`` and the network is trained for
     ``epochs`` epochs with the batch order of ``seed``, like the ticket it controls. So
-    a ticket and its control differ only in their initial weights.
+    a ticket and its control differ only in their initial weights. The initial weights
+    are drawn on the CPU; training runs on ``device`` (default ``"auto"``).
 
     Returns:
         a :class:`ControlRun`: the history, ``fraction_left`` and the plain ``state`` of
@@ -477,6 +491,7 @@ def random_reinit_control(cfg_or_model: Any, data: DataBundle, masks: Sequence[t
         model, cfg_opt = _initial_model(cfg_or_model, init_seed)
     opt_name = optimiser if optimiser is not None else (cfg_opt or "paper-mnist")
     opt = optimiser_config(check_choice("optimiser", opt_name, OPTIMISERS))
+    model.to(resolve_device(device))
     _apply_masks(model, masks)
     hist = _train_masked(model, data, opt, epochs, seed)
     left = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
@@ -742,7 +757,8 @@ class ControlSummary(AccuracySummary):
 
 
 def analyse_round(result: IMPResult, k: int, data: DataBundle, margin_q: float = 5.0,
-                  bits: int = 8, delta: float = 0.05) -> RoundAnalysis:
+                  bits: int = 8, delta: float = 0.05,
+                  device: str | torch.device | None = None) -> RoundAnalysis:
     """Every measurement of round ``k`` of an IMP run.
 
     ``fraction_left``, ``layer_fractions`` and ``nnz``; accuracies (final epoch and at
@@ -754,12 +770,16 @@ def analyse_round(result: IMPResult, k: int, data: DataBundle, margin_q: float =
     neurons, and the non-zeros of every input (column of the first layer);
     ``survivors_next``: the same after the next pruning step (before retraining); ``rule``:
     :func:`rule_on_survivors` per layer at the per-round density of the next step;
-    ``step``: :func:`step_analysis`; ``sparse``: :func:`sparse_network_bounds`.
+    ``step``: :func:`step_analysis`; ``sparse``: :func:`sparse_network_bounds`. The
+    networks and the data are moved to ``device`` (default ``"auto"``) for the forward
+    passes and the spectral norms.
     """
     check_real("margin_q", margin_q, minimum=0.0, maximum=100.0)
     check_real("delta", delta, minimum=0.0, maximum=1.0)
     rd = result.rounds[check_int("round", k, minimum=0)]
-    net, pruned = result.model_at(k), result.pruned_next(k)
+    dev = resolve_device(device)
+    net, pruned = result.model_at(k).to(dev), result.pruned_next(k).to(dev)
+    data = data.to(dev)
     W = _weights_of(net)
     rule = []
     for w, cur, nxt in zip(W, rd.masks, rd.next_masks):
@@ -798,7 +818,8 @@ class IMPExperiment:
 def run_experiment(cfg_or_model: Any, data: DataBundle, preset: str | Preset, rounds: int,
                    epochs_per_round: int, seed: int, *, control_rounds: Sequence[int] = (),
                    margin_q: float = 5.0, bits: int = 8, delta: float = 0.05,
-                   optimiser: str | None = None, progress: bool = True) -> IMPExperiment:
+                   optimiser: str | None = None, progress: bool = True,
+                   device: str | torch.device | None = None) -> IMPExperiment:
     """:func:`imp`, the random re-initialization controls and :func:`analyse_round` of every round.
 
     ``control_rounds`` lists the rounds k whose mask m_k is also trained from a fresh
@@ -807,8 +828,10 @@ def run_experiment(cfg_or_model: Any, data: DataBundle, preset: str | Preset, ro
     per round), ``controls`` (round, fraction left, accuracies) and ``seconds``.
     """
     start = time.perf_counter()
+    dev = resolve_device(device)
+    data = data.to(dev)
     res = imp(cfg_or_model, data, preset, rounds, epochs_per_round, seed, progress=progress,
-              optimiser=optimiser)
+              optimiser=optimiser, device=dev)
     ks = sorted({check_int("control round", k, minimum=0) for k in control_rounds})
     if ks and ks[-1] > rounds:
         raise ParameterError(f"control rounds must lie in 0..{rounds}, got {ks[-1]}")
@@ -817,10 +840,11 @@ def run_experiment(cfg_or_model: Any, data: DataBundle, preset: str | Preset, ro
     for k in tqdm(ks, desc="random re-init controls", disable=not progress, file=sys.stderr,
                   leave=False):
         c = random_reinit_control(res.template, data, res.rounds[k].masks, epochs_per_round,
-                                  seed, init_seed=control_seed(seed, k), optimiser=opt_name)
+                                  seed, init_seed=control_seed(seed, k), optimiser=opt_name,
+                                  device=dev)
         controls.append(ControlSummary(round=k, fraction_left=c.fraction_left,
                                        **_accuracy_summary(c.history)))
-    analysed = tuple(analyse_round(res, k, data, margin_q, bits, delta)
+    analysed = tuple(analyse_round(res, k, data, margin_q, bits, delta, device=dev)
                      for k in range(rounds + 1))
     return IMPExperiment(res.preset, analysed, tuple(controls), time.perf_counter() - start)
 
@@ -828,8 +852,8 @@ def run_experiment(cfg_or_model: Any, data: DataBundle, preset: str | Preset, ro
 def imp_cached(arch: Any, dataset: str, preset: str, rounds: int, epochs_per_round: int,
                seed: int, *, max_train: int | None = None, optimiser: str = "paper-mnist",
                control_rounds: Sequence[int] = (), margin_q: float = 5.0, bits: int = 8,
-               delta: float = 0.05, progress: bool = True,
-               use_cache: bool = True) -> IMPExperiment:
+               delta: float = 0.05, progress: bool = True, use_cache: bool = True,
+               device: str | torch.device | None = None) -> IMPExperiment:
     """:func:`run_experiment` for a width list on a data set, cached by its full configuration.
 
     The cache entry (:func:`prunebounds.cache.cached_result`, kind ``"lottery-imp"``)
@@ -849,13 +873,14 @@ def imp_cached(arch: Any, dataset: str, preset: str, rounds: int, epochs_per_rou
               "optimiser": optimiser_config(optimiser).as_dict(), "control_rounds": ks,
               "margin_q": check_real("margin_q", margin_q, minimum=0.0, maximum=100.0),
               "bits": check_int("bits", bits, minimum=2),
-              "delta": check_real("delta", delta, minimum=0.0, maximum=1.0)}
+              "delta": check_real("delta", delta, minimum=0.0, maximum=1.0),
+              "device": resolve_device(device).type}
 
     def compute() -> IMPExperiment:
         data = load(dataset, max_train=max_train)
         return run_experiment(widths, data, p, rounds, epochs_per_round, seed,
                               control_rounds=ks, margin_q=margin_q, bits=bits, delta=delta,
-                              optimiser=optimiser, progress=progress)
+                              optimiser=optimiser, progress=progress, device=device)
 
     return cached_result("lottery-imp", config, compute, IMPExperiment, use_cache=use_cache)
 
@@ -1058,7 +1083,7 @@ class StackedIMP:
 def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
                 rounds: int, epochs_per_round: int, seed: int, *,
                 optimiser: str = "paper-mnist", initial: dict[str, torch.Tensor] | None = None,
-                control_rounds: Sequence[int] = (), device: str | torch.device = "cpu",
+                control_rounds: Sequence[int] = (), device: str | torch.device | None = None,
                 progress: bool = True) -> StackedIMP:
     """Iterative magnitude pruning for several schedules, tickets and controls trained together.
 
@@ -1080,7 +1105,8 @@ def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
             (the network of ``widths`` initialised with ``seed``); the weights after some
             training for *late rewinding* (Frankle et al. 2020).
         control_rounds: rounds whose masks also get a control.
-        device: where to train; results are kept on the CPU.
+        device: where to train (:func:`prunebounds.devices.resolve_device`; default
+            ``"auto"``); results are kept on the CPU.
 
     Returns:
         :class:`StackedIMP`; ``results[p]`` is an :class:`IMPResult` as :func:`imp`
@@ -1098,7 +1124,7 @@ def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
     ks = sorted({check_int("control round", k, minimum=0) for k in control_rounds})
     if ks and ks[-1] > rounds:
         raise ParameterError(f"control rounds must lie in 0..{rounds}, got {ks[-1]}")
-    dev = torch.device(device)
+    dev = resolve_device(device)
     template = build(widths, seed)
     if initial is not None:
         template.load_state_dict(initial)

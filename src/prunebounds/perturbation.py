@@ -375,7 +375,9 @@ class PruningProbe:
     of the weights A^l and of the bias-augmented matrices (:func:`augmented_weights`),
     the input bound B = max ||x||_2, and (on first use) the unpruned network's logits on
     (X, y). :meth:`evaluate` then costs one spectral norm per layer (of Delta^l) and, if
-    asked, one forward pass of the pruned network over X.
+    asked, one forward pass of the pruned network over X. Everything is computed where
+    the model's parameters are (move the model and the data with ``.to(device)``; the
+    spectral norms of tensors on a GPU are computed there).
 
     Args:
         model: the trained (unpruned) network.

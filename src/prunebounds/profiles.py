@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import DATASETS
+from .devices import AUTO, resolve_device
 from .errors import ParameterError
 from .models import ARCHITECTURES
 from .train import OPTIMISERS
@@ -49,6 +50,9 @@ class Profile:
         snapshots: epochs after which the main network's weights are kept besides the
             initial and final ones (the chapter on Gaussian weights follows them along
             training); epochs at or beyond ``epochs`` are ignored.
+        device: where the chapter computes: ``"auto"`` (CUDA when available, else the
+            CPU; ``PRUNEBOUNDS_DEVICE`` overrides it), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"`` (:func:`prunebounds.devices.resolve_device`).
     """
 
     name: str
@@ -62,6 +66,7 @@ class Profile:
     mc_trials: int
     margin_q: float = 5.0
     snapshots: tuple[int, ...] = ()
+    device: str = AUTO
 
     def replace(self, **changes: Any) -> "Profile":
         """A copy with some fields changed (validated by :func:`resolve`)."""
@@ -95,7 +100,9 @@ def resolve(profile: str | None = None, **overrides: Any) -> Profile:
 
     Raises:
         ParameterError: unknown profile, data set, architecture or optimiser; a size
-            that is not a positive integer; a seed that is not an integer.
+            that is not a positive integer; a seed that is not an integer; a device
+            that is unknown or not available here (the message names the available
+            ones).
     """
     name = from_environment() if profile is None else profile
     base = PROFILES[check_choice("profile", name, PROFILES)]
@@ -118,5 +125,12 @@ def resolve(profile: str | None = None, **overrides: Any) -> Profile:
         mc_trials=check_int("mc_trials", p.mc_trials, minimum=1),
         margin_q=check_real("margin_q", p.margin_q, minimum=0.0, maximum=100.0),
         snapshots=check_epochs("snapshots", p.snapshots),
+        device=_check_device(p.device),
     )
+
+
+def _check_device(name: Any) -> str:
+    """``name`` if it names a device usable here (``"auto"`` always is), else raise."""
+    resolve_device(name)
+    return str(name).strip()
 

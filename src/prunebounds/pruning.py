@@ -258,6 +258,9 @@ class GaussianMagnitudePruning(prune.BasePruningMethod):
 
     Each currently unmasked entry w is kept with probability 1 - exp(-w^2/(d Psi)),
     independently, with uniforms drawn from ``generator`` (so a seed fixes the mask).
+    The uniforms are drawn in float64 where the generator lives (the package's
+    generators are CPU generators) and moved to the tensor's device, so a seed gives
+    the same mask on every device.
     The draw is made through :func:`drop_threshold`: w is kept when d is below its
     random threshold, which is the same event and makes the masks of one seed nested
     in d.
@@ -389,12 +392,13 @@ def paper_rule_sweep(model: nn.Module, ds: Sequence[float], seed: int):
     values = [w.to(torch.float64) for w in weights]
     # Psi exactly as GaussianMagnitudePruning.compute_mask computes it (same reduction)
     psis = [float(v[torch.ones_like(v, dtype=torch.bool)].var(unbiased=False)) for v in values]
-    generator = torch.Generator().manual_seed(seed)
-    uniforms = [torch.rand(w.shape, generator=generator, dtype=torch.float64) for w in weights]
+    generator = torch.Generator().manual_seed(seed)   # on the CPU: the same masks everywhere
+    uniforms = [torch.rand(w.shape, generator=generator, dtype=torch.float64).to(w.device)
+                for w in weights]
     # the mask at d keeps the weights whose drop threshold exceeds d (drop_threshold)
     thresholds = [drop_threshold(v, psi, u) if psi > 0.0 else None
                   for v, psi, u in zip(values, psis, uniforms)]
-    zero = torch.zeros((), dtype=weights[0].dtype)
+    zero = torch.zeros((), dtype=weights[0].dtype, device=weights[0].device)
     for d in ds:
         d = check_real("d", d, minimum=0.0)
         if d == 0.0:

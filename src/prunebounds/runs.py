@@ -39,6 +39,7 @@ from . import __version__
 from .cache import (atomic_write_bytes, cache_root, config_key, environment_stamp,
                     from_jsonable, json_bytes, sha256, source_fingerprint, to_jsonable)
 from .data import INPUT_SHAPES, N_CLASSES, load
+from .devices import AUTO, resolve_device
 from .errors import ParameterError
 from .models import build, resolve_widths
 from .profiles import PROFILES, Profile, from_environment, resolve
@@ -78,9 +79,11 @@ class RunConfig:
     train_fraction: float = 0.8
     snapshot_epochs: tuple[int, ...] = ()
     model: str = "mlp"  # "mlp", or a name in prunebounds.zoo.MODELS
+    device: str = AUTO  # where it is trained; resolved here ("auto": CUDA if available)
 
     def __post_init__(self):
         object.__setattr__(self, "widths", resolve_widths(self.widths))
+        object.__setattr__(self, "device", str(resolve_device(self.device)))
         check_choice("dataset", self.dataset, INPUT_SHAPES)
         check_choice("optimiser", self.optimiser, OPTIMISERS)
         check_choice("model", self.model, ("mlp", *MODELS))
@@ -101,7 +104,8 @@ class RunConfig:
         describes another network and keeps no snapshots unless it asks for them.
         """
         base = dict(dataset=p.dataset, widths=resolve_widths(p.arch), optimiser=p.optimiser,
-                    epochs=p.epochs, seed=p.seed, max_train=p.max_train)
+                    epochs=p.epochs, seed=p.seed, max_train=p.max_train,
+                    device=str(resolve_device(p.device)))
         if "snapshot_epochs" not in changes:
             other = any(k in changes and changes[k] != base[k] for k in base)
             base["snapshot_epochs"] = () if other else tuple(
@@ -114,6 +118,9 @@ class RunConfig:
         d["widths"] = list(self.widths)
         d["snapshot_epochs"] = list(self.snapshot_epochs)
         d["optimiser_settings"] = optimiser_config(self.optimiser).as_dict()
+        # the kind of device enters the key (a network trained on a GPU is not bit for bit
+        # the CPU one); which GPU of a machine does not
+        d["device"] = torch.device(self.device).type
         if self.model == "mlp":  # keeps the keys of MLP runs as they were
             del d["model"]
         return d
@@ -138,7 +145,11 @@ def new_model(cfg: RunConfig, seed: int | None = None) -> torch.nn.Module:
 
 @dataclass
 class TrainedRun:
-    """A trained network with its initial weights, history and snapshots."""
+    """A trained network with its initial weights, history and snapshots.
+
+    Every tensor is on the CPU, whichever device trained the network (as when it is read
+    from the cache); ``model.to(device)`` for an analysis on a GPU.
+    """
 
     config: RunConfig
     model: torch.nn.Module
@@ -215,9 +226,10 @@ def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = Tru
                  root: Path | None = None) -> TrainedRun:
     """Train the network described by ``cfg``, or load it from the cache.
 
-    A cache entry that is missing, partial, damaged or from another package version
-    is (re)computed; a damaged one is reported with a warning. Widths that do not fit
-    the data set raise a ParameterError naming its features and classes.
+    The network is trained on ``cfg.device`` (the data are moved there once) and
+    returned on the CPU. A cache entry that is missing, partial, damaged or from another
+    package version is (re)computed; a damaged one is reported with a warning. Widths
+    that do not fit the data set raise a ParameterError naming its features and classes.
     """
     folder = (root or cache_root()) / "runs" / cfg.key
     if use_cache and (folder / "manifest.json").exists():
@@ -231,10 +243,13 @@ def train_cached(cfg: RunConfig, *, progress: bool = True, use_cache: bool = Tru
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     start = time.perf_counter()
     history, snaps = train(model, data, optimiser_config(cfg.optimiser), cfg.epochs, cfg.seed,
-                           snapshot_epochs=cfg.snapshot_epochs, progress=progress)
+                           snapshot_epochs=cfg.snapshot_epochs, progress=progress,
+                           device=cfg.device)
     seconds = time.perf_counter() - start
-    snapshots = {e: s for e, s in snaps.items() if e not in (0, cfg.epochs)}
-    meta = {"train_seconds": seconds, **environment_stamp()}
+    model.cpu()
+    snapshots = {e: {k: v.cpu() for k, v in s.items()} for e, s in snaps.items()
+                 if e not in (0, cfg.epochs)}
+    meta = {"train_seconds": seconds, "device": cfg.device, **environment_stamp()}
     run = TrainedRun(cfg, model, initial, history, snapshots, from_cache=False, meta=meta)
     if use_cache:
         _store_entry(folder, run)

@@ -141,17 +141,22 @@ def _summary(counts: np.ndarray, length: int, density: float) -> LineCounts:
 
 
 def sparsity_summary(weights: Any) -> list[LayerSparsity]:
-    """Per weight matrix (out x in), the statistics of its row and column counts."""
+    """Per weight matrix (out x in), the statistics of its row and column counts.
+
+    A torch tensor is counted on its own device (only the counts come to the host)."""
     if hasattr(weights, "ndim") and getattr(weights, "ndim") == 2:
         weights = [weights]
     out = []
     for W in weights:
-        M = _as_matrix(W)
+        M = W if hasattr(W, "detach") else _as_matrix(W)   # a tensor is counted where it is
+        if M.ndim != 2:
+            raise ParameterError(f"expected a 2-D weight matrix, got shape {tuple(M.shape)}")
         n_out, n_in = (int(v) for v in M.shape)
-        density = float(np.count_nonzero(M)) / M.size
+        rows, cols = nonzeros_per_row(M), nonzeros_per_col(M)
+        density = float(rows.sum()) / (n_out * n_in)
         out.append(LayerSparsity(shape=(n_out, n_in),
-                                 rows=_summary(nonzeros_per_row(M), n_in, density),
-                                 cols=_summary(nonzeros_per_col(M), n_out, density)))
+                                 rows=_summary(rows, n_in, density),
+                                 cols=_summary(cols, n_out, density)))
     if not out:
         raise ParameterError("need at least one weight matrix")
     return out

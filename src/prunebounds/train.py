@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import DataBundle, augment_cifar, batches
+from .devices import resolve_device
 from .margins import model_accuracy, n_correct
 from .validate import check_choice, check_int
 
@@ -72,29 +73,32 @@ def train_epoch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, sgd: torch.o
     accuracy of the final weights; it costs no extra forward pass).
 
     The batch order comes from ``gen`` (a CPU generator, so a seed gives the same order
-    on every device) and is moved to the data's device once per epoch. The loss and
-    the count of correct samples are summed on the data's device and read once, at the
-    end of the epoch: no step waits for the device.
+    on every device) and is moved to the data's device once per epoch. Each step only
+    copies its loss and its outputs into buffers on the device; the mean loss and the
+    count of correct samples are computed from the buffers once, at the end of the
+    epoch. No step waits for the device, and a step launches no more kernels than the
+    forward pass, the backward pass, the update and the two copies.
     """
     model.train()
     device = X.device
-    order = batches(len(y), opt.batch_size, gen)
-    if device.type != "cpu":
-        order = torch.cat(order).to(device).split(opt.batch_size)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for idx in order:
+    perm = torch.randperm(len(y), generator=gen).to(device)
+    order = perm.split(opt.batch_size)
+    losses = torch.empty(len(order), dtype=torch.float32, device=device)
+    outputs: torch.Tensor | None = None
+    for k, idx in enumerate(order):
         xb = augment_cifar(X[idx], gen) if opt.augment else X[idx]
-        yb = y[idx]
         out = model(xb)
-        loss = nn.functional.cross_entropy(out, yb)
+        loss = nn.functional.cross_entropy(out, y[idx])
         sgd.zero_grad(set_to_none=True)
         loss.backward()
         sgd.step()
-        total += loss.detach().to(torch.float64) * len(idx)
-        correct += n_correct(out.detach(), yb)
-    count = len(y)
-    return float(total) / count, float(correct) / count
+        if outputs is None:
+            outputs = torch.empty((len(y), out.shape[1]), dtype=out.dtype, device=device)
+        outputs[k * opt.batch_size:k * opt.batch_size + len(idx)] = out.detach()
+        losses[k] = loss.detach()
+    sizes = torch.tensor([len(idx) for idx in order], dtype=torch.float64, device=device)
+    total = float((losses.to(torch.float64) * sizes).sum())
+    return total / len(y), float(n_correct(outputs, y[perm])) / len(y)
 
 
 @dataclass(frozen=True)
@@ -126,17 +130,25 @@ def train(
     *,
     snapshot_epochs: tuple[int, ...] = (),
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> tuple[TrainingHistory, dict[int, dict[str, torch.Tensor]]]:
     """Train ``model`` in place for ``epochs`` epochs; return its history and snapshots.
 
-    The model and ``data`` must be on the same device (``data.to(device)``,
-    ``model.to(device)``). Returns the :class:`TrainingHistory` and ``{epoch:
-    state_dict}`` for the requested ``snapshot_epochs`` (0 = initial). Shuffling and
-    augmentation use a CPU generator seeded with ``seed``, so two runs with the same
-    seed, data and thread count give bit-identical weights on the CPU.
+    The model and the data are moved once to ``device`` (a name for
+    :func:`prunebounds.devices.resolve_device`; ``None``: where the model's parameters
+    are) and the model stays there. Returns the :class:`TrainingHistory` and ``{epoch:
+    state_dict}`` for the requested ``snapshot_epochs`` (0 = initial; on the training
+    device). Shuffling and augmentation use a CPU generator seeded with ``seed``, so two
+    runs with the same seed, data and thread count give bit-identical weights on the
+    CPU, and the same batches on every device.
     """
     epochs = check_int("epochs", epochs, minimum=0)
     gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    param = next(model.parameters(), None)
+    dev = resolve_device(device) if device is not None else (
+        param.device if param is not None else torch.device("cpu"))
+    model.to(dev)
+    data = data.to(dev)
     sgd = make_sgd(model, opt)
     X, y = data.train.X, data.train.y
     rec: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_acc",

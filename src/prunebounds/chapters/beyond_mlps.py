@@ -17,6 +17,7 @@ judges the chapter's claims.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -33,6 +34,7 @@ from .. import beyond, norms, perturbation
 from ..cache import cached_result, cached_tensors, to_jsonable
 from ..claims import Claim, Value, criteria
 from ..data import available, load
+from ..devices import resolve_device
 from ..errors import ParameterError
 from ..margins import logits, margin_percentile, margins, min_margin, model_accuracy
 from ..profiles import Profile
@@ -135,11 +137,8 @@ def settings(P: Profile, *, modern_epochs: int | None = None, modern_train: int 
 
 
 def _device(P: Profile) -> torch.device:
-    """The device of the chapter's training (CUDA when available, else the CPU)."""
-    name = getattr(P, "device", "auto")
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The profile's device (:func:`prunebounds.devices.resolve_device`)."""
+    return resolve_device(P.device)
 
 
 # --------------------------------------------------------------------------- training
@@ -636,7 +635,9 @@ def _compute(P: Profile, S: BeyondSettings, progress: bool) -> BeyondResult:
         structure = _structure(nets, d_sweep, P.seed, B)
     finally:
         torch.set_num_threads(threads)
-    sweeps = {k: beyond.prune_sweep(nets[k], X, y, X_test, y_test, d_sweep, seeds)
+    dev = _device(P)  # the sweeps' forward passes run on the profile's device
+    on = [t.to(dev) for t in (X, y, X_test, y_test)]
+    sweeps = {k: beyond.prune_sweep(copy.deepcopy(nets[k]).to(dev), *on, d_sweep, seeds)
               for k in tqdm(NETWORKS, desc="sweeps", disable=not progress, file=sys.stderr,
                             leave=False)}
     R = dict(

@@ -34,6 +34,7 @@ from .. import lottery, sparsity
 from ..cache import cached_result, cached_tensors, from_jsonable, to_jsonable
 from ..claims import Claim, Value, criteria
 from ..data import DataBundle, load
+from ..devices import resolve_device
 from ..errors import ParameterError
 from ..models import build, resolve_widths
 from ..profiles import Profile
@@ -167,11 +168,8 @@ def settings(P: Profile, *, lenet_rounds: int | None = None, lenet_epochs: int |
 
 # --------------------------------------------------------------------------- devices
 def _device(P: Profile) -> torch.device:
-    """The device of the chapter's training (CUDA when available, else the CPU)."""
-    name = getattr(P, "device", "auto")
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The profile's device (:func:`prunebounds.devices.resolve_device`)."""
+    return resolve_device(P.device)
 
 
 # --------------------------------------------------------------------------- weights
@@ -496,9 +494,11 @@ def _analyse(P: Profile, S: LotterySettings, plan: NetworkPlan, data: DataBundle
              progress: bool) -> list[Run]:
     stacked = imp_weights(P, plan.key, S, progress=progress)
     widths = _widths(P, plan, data)
+    dev = _device(P)
     out = []
     for name, res in stacked.results.items():
-        rounds = tuple(lottery.analyse_round(res, k, data, S.margin_q, S.bits, S.delta)
+        rounds = tuple(lottery.analyse_round(res, k, data, S.margin_q, S.bits, S.delta,
+                                             device=dev)
                        for k in tqdm(range(len(res.rounds)), desc=f"analysing {plan.key}/{name}",
                                      disable=not progress, file=sys.stderr, leave=False))
         controls = tuple(
