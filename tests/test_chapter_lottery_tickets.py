@@ -127,3 +127,41 @@ def test_settings_are_validated():
     S = chapter.settings(profiles.resolve("quick"), lenet_rounds=8, paper_epochs=2)
     assert S.lenet.rounds == 8 and S.lenet.control_rounds == (4, 8)
     assert S.paper.epochs == 2 and S.paper.rewind_epoch == 30
+
+
+def test_the_full_plans_run_end_to_end_on_a_small_stand_in(tmp_path, monkeypatch):
+    """The full profile's code path (both schedules on both networks, rewinding to the
+    initial weights, a control in every round) on 300 synthetic samples, 1 round."""
+    monkeypatch.setenv("PRUNEBOUNDS_CACHE", str(tmp_path))
+    Pf = profiles.resolve("full", dataset="synthetic", max_train=300, device="cpu")
+    S = chapter.settings(Pf, lenet_rounds=1, lenet_epochs=1, paper_rounds=1, paper_epochs=1)
+    assert S.paper.rewind_epoch == 0 and S.paper.control_rounds == (1,)
+    R = chapter.compute(Pf, S, progress=False)
+    assert {(r.network, r.preset) for r in R.runs} == {
+        (n, p) for n in ("lenet", "paper") for p in ("frankle-carbin", "global-20")}
+    assert all([c.round for c in r.controls] == [1] for r in R.runs)
+    paper = {c.id: c for c in chapter.claims(R)}["imp-paper-mlp"]
+    assert "late rewinding" not in " ".join(paper.judgement.caveats)  # the full protocol
+
+
+@pytest.mark.cuda
+def test_stacked_imp_on_cuda_matches_the_cpu():
+    """Tickets and controls trained side by side on a GPU: the same masks as on the CPU
+    (the pruning order can differ only where trained magnitudes tie within float noise)."""
+    from prunebounds import data
+
+    bundle = data.load("synthetic", max_train=1000)
+    runs = {dev: lottery.imp_stacked((784, 64, 32, 10), bundle, ["frankle-carbin", "global-20"],
+                                     3, 2, seed=1, optimiser="frankle-carbin-adam",
+                                     control_rounds=[2, 3], device=dev, progress=False)
+            for dev in ("cpu", "cuda")}
+    for name in ("frankle-carbin", "global-20"):
+        cpu, gpu = runs["cpu"].results[name], runs["cuda"].results[name]
+        for a, b in zip(cpu.rounds, gpu.rounds):
+            same = sum(int((x == y).sum()) for x, y in zip(a.next_masks, b.next_masks))
+            total = sum(x.numel() for x in a.next_masks)
+            assert same >= total - 10, (name, a.index, total - same)
+            assert abs(a.history.test_acc[-1] - b.history.test_acc[-1]) <= 0.02
+        assert set(runs["cuda"].controls[name]) == {2, 3}
+        for w in runs["cuda"].controls[name][3].state.values():
+            assert w.device.type == "cpu"

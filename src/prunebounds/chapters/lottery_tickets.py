@@ -670,7 +670,7 @@ def claims(R: LotteryResult) -> list[Claim]:
               judgement=criteria.caveat_unless(
                   ticket, reach, "each round trains for fewer iterations than Frankle & "
                                  "Carbin's 50,000")),
-        Claim(id="imp-paper-mlp", origin="ours", **chapter, evidence="tab-lottery-paper",
+        Claim(id="imp-paper-mlp", origin="ours", **chapter, evidence="fig-lottery-accuracy",
               statement="Iterative magnitude pruning of the paper's MLP keeps its accuracy",
               measured=(Value("rounds", "rounds", s.paper_rounds, "d"),
                         Value("left", "weights left", s.paper_left, ".1%"),
