@@ -1009,7 +1009,7 @@ def _stack_correct(stack: MaskedStack, X: torch.Tensor, y: torch.Tensor,
 
 
 def train_stack(stack: MaskedStack, data: DataBundle, opt: OptimiserConfig | AdamConfig,
-                epochs: int, seed: int) -> list[MaskedHistory]:
+                epochs: int, seed: int, *, train_accuracy: bool = True) -> list[MaskedHistory]:
     """Train the S networks of ``stack`` together, in place; one history per network.
 
     The batch order comes from a CPU generator seeded with ``seed`` (the order of
@@ -1018,7 +1018,9 @@ def train_stack(stack: MaskedStack, data: DataBundle, opt: OptimiserConfig | Ada
     their mean cross-entropy on the batch. Running losses and the per-epoch validation
     and test counts stay on the device and are read once, at the end: no step waits for
     the device. Accuracies count a sample as correct when its margin is positive
-    (:func:`prunebounds.margins.n_correct`; ties are errors).
+    (:func:`prunebounds.margins.n_correct`; ties are errors). ``train_accuracy=False``
+    skips the pass over the training set that measures the final training accuracy
+    (``train_acc`` is then NaN).
     """
     epochs = check_int("epochs", epochs, minimum=1)
     if getattr(opt, "augment", False):
@@ -1046,9 +1048,9 @@ def train_stack(stack: MaskedStack, data: DataBundle, opt: OptimiserConfig | Ada
         stack.eval()
         val.append(_stack_correct(stack, Xv, yv))
         test.append(_stack_correct(stack, Xt, yt))
-    train_correct = _stack_correct(stack, X, y)
+    train_correct = _stack_correct(stack, X, y) if train_accuracy else None
     L, V, T = (torch.stack(v).cpu() for v in (losses, val, test))  # the one read-back
-    tr = train_correct.cpu()
+    tr = train_correct.cpu() if train_accuracy else torch.full((S,), float("nan"))
     return [MaskedHistory(train_loss=tuple(float(v) for v in L[:, s]),
                           val_acc=tuple(float(v) / max(len(yv), 1) for v in V[:, s]),
                           test_acc=tuple(float(v) / max(len(yt), 1) for v in T[:, s]),
@@ -1084,7 +1086,7 @@ def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
                 rounds: int, epochs_per_round: int, seed: int, *,
                 optimiser: str = "paper-mnist", initial: dict[str, torch.Tensor] | None = None,
                 control_rounds: Sequence[int] = (), device: str | torch.device | None = None,
-                progress: bool = True) -> StackedIMP:
+                train_accuracy: bool = True, progress: bool = True) -> StackedIMP:
     """Iterative magnitude pruning for several schedules, tickets and controls trained together.
 
     The same procedure as :func:`imp` and :func:`random_reinit_control`, organised by
@@ -1107,6 +1109,8 @@ def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
         control_rounds: rounds whose masks also get a control.
         device: where to train (:func:`prunebounds.devices.resolve_device`; default
             ``"auto"``); results are kept on the CPU.
+        train_accuracy: measure each network's final training accuracy (one more pass
+            over the training set per round; NaN when False).
 
     Returns:
         :class:`StackedIMP`; ``results[p]`` is an :class:`IMPResult` as :func:`imp`
@@ -1143,7 +1147,7 @@ def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
                   for _, ctrl in jobs]
         stack = MaskedStack(states, [masks[name] for name, _ in jobs], widths).to(dev)
         t0 = time.perf_counter()
-        hists = train_stack(stack, data, opt, epochs, seed)
+        hists = train_stack(stack, data, opt, epochs, seed, train_accuracy=train_accuracy)
         seconds = (time.perf_counter() - t0) / len(jobs)
         current = dict(masks)  # the masks of round k (tickets get their next ones below)
         for (name, ctrl), st, hist in zip(jobs, stack.states(), hists):

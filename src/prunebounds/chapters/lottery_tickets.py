@@ -252,7 +252,9 @@ def imp_weights(P: Profile, network: str = "lenet", S: LotterySettings | None = 
     Trains (or reads from the cache) the tickets of every schedule of the network's
     plan and their controls: :func:`prunebounds.lottery.imp_stacked` on the profile's
     device. Masks and trained weights of every round are stored with
-    :func:`prunebounds.cache.cached_tensors`.
+    :func:`prunebounds.cache.cached_tensors`. The chapter shows no training accuracy,
+    so the histories hold none (NaN): it would cost one more pass over the training set
+    per round.
     """
     S = settings(P) if S is None else S
     plan = {p.key: p for p in S.plans}[network] if network in ("lenet", "paper") else None
@@ -273,7 +275,7 @@ def imp_weights(P: Profile, network: str = "lenet", S: LotterySettings | None = 
         res = lottery.imp_stacked(widths, data, plan.presets, plan.rounds, plan.epochs, P.seed,
                                   optimiser=opt, initial=initial,
                                   control_rounds=plan.control_rounds, device=dev,
-                                  progress=progress)
+                                  train_accuracy=False, progress=progress)
         return _to_tensors(res)
 
     tensors, info = cached_tensors("lottery-weights", config, run, modules=WEIGHT_MODULES)
