@@ -66,7 +66,7 @@ class ZooRecipe:
     pct_start: float = 0.15
 
     def describe(self) -> str:
-        return f"Adam, one-cycle lr up to {self.lr:g}, batch {self.batch_size} (ours)"
+        return f"Adam, one-cycle to {self.lr:g} (ours)"
 
 
 @dataclass(frozen=True)
@@ -590,8 +590,18 @@ def compute(P: Profile, S: BeyondSettings | None = None, *,
 def _describe_sgd(name: str) -> str:
     o = OPTIMISERS[name]
     if o.momentum:
-        return f"SGD, lr {o.lr:g}, batch {o.batch_size}, momentum {o.momentum:g} (ours)"
-    return f"plain SGD, lr {o.lr:g}, batch {o.batch_size} (the paper's)"
+        return f"SGD, momentum {o.momentum:g} (ours)"
+    return "plain SGD (the paper's)"
+
+
+def _widths_text(widths: tuple[int, ...]) -> str:
+    """784-784×4-10 for (784, 784, 784, 784, 784, 10)."""
+    hidden, parts = list(widths[1:-1]), []
+    while hidden:
+        n = next((i for i, w in enumerate(hidden) if w != hidden[0]), len(hidden))
+        parts.append(f"{hidden[0]}×{n}" if n > 1 else str(hidden[0]))
+        hidden = hidden[n:]
+    return "-".join([str(widths[0]), *parts, str(widths[-1])])
 
 
 def _compute(P: Profile, S: BeyondSettings, progress: bool) -> BeyondResult:
@@ -603,7 +613,7 @@ def _compute(P: Profile, S: BeyondSettings, progress: bool) -> BeyondResult:
     for kind in ("ResNet", "ViT"):
         nets[kind], inits[kind], h = train_network(P, S, kind, progress=progress)
         hist[kind] = (h.train_acc, h.test_acc[-1])
-    names = {"MLP": "-".join(map(str, main.config.widths)), "ResNet": S.resnet, "ViT": S.vit}
+    names = {"MLP": _widths_text(main.config.widths), "ResNet": S.resnet, "ViT": S.vit}
     for k in NETWORKS:
         rows.append(NetworkRow(
             k, names[k], sum(p.numel() for p in nets[k].parameters()),

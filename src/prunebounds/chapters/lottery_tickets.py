@@ -384,7 +384,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class LotteryResult:
-    """What the chapter measures (see :func:`compute`)."""
+    """What the chapter measures (see :func:`compute`); ``seconds``: the training time of
+    every network's IMP run (tickets and controls together)."""
 
     profile: str
     settings: LotterySettings
@@ -532,7 +533,7 @@ def compute(P: Profile, S: LotterySettings | None = None, *,
         runs = tuple(r for plan in S.plans for r in _analyse(P, S, plan, measured, progress))
         return LotteryResult(profile=P.name, settings=S, m=len(data.train), r=2 ** S.bits,
                              runs=runs, summary=_summary(runs, data),
-                             seconds=sum(r.experiment.seconds for r in runs))
+                             seconds=sum({r.network: r.experiment.seconds for r in runs}.values()))
 
     return cached_result("chapter-lottery-tickets", config, run, LotteryResult)
 
@@ -553,31 +554,30 @@ def planned_left(widths: tuple[int, ...], preset: str, rounds: int) -> float:
 def _describe_optimiser(name: str) -> str:
     o = lottery.imp_optimiser(name)
     if isinstance(o, lottery.AdamConfig):
-        return f"Adam, lr {o.lr:g}, batch {o.batch_size}"
-    return (f"SGD, lr {o.lr:g}, batch {o.batch_size}"
-            + (f", momentum {o.momentum:g}" if o.momentum else ""))
+        return f"Adam {o.lr:g}, batch {o.batch_size}"
+    kind = f"SGD, momentum {o.momentum:g}" if o.momentum else "plain SGD"
+    return f"{kind} {o.lr:g}, batch {o.batch_size}"
 
 
 def plan_rows(profiles: dict[str, Profile]) -> list[list[Any]]:
     """Rows of the table of plans: per profile and network what the chapter runs, after
     a row for Frankle & Carbin's LeNet-300-100 (theirs)."""
-    rows = [["Frankle & Carbin (theirs)", "LeNet-300-100", "layer-wise", "to a few %",
-             "50,000 iterations", "Adam, lr 0.0012, batch 60", "initial weights",
-             "every round", "-"]]
+    rows = [["Frankle & Carbin", "LeNet-300-100", "layer-wise", "to a few %",
+             "50,000 iterations", "Adam 0.0012, batch 60", "initial weights", "every round"]]
     for name, P in profiles.items():
         if name == "smoke":
             continue
         for plan in PLANS[name]:
             widths = (784, *(plan.hidden or resolve_widths(P.arch)[1:-1]), 10)
             rewind = ("initial weights" if plan.rewind_epoch == 0 else
-                      f"main network after {plan.rewind_epoch} of {P.epochs} epochs")
+                      f"main network, epoch {plan.rewind_epoch} of {P.epochs}")
             controls = ("every round" if len(plan.control_rounds) >= plan.rounds else
                         "none" if not plan.control_rounds else
                         "rounds " + ", ".join(map(str, plan.control_rounds)))
-            rows.append([name, plan.label, " and ".join(plan.presets), plan.rounds,
+            left = planned_left(widths, plan.presets[0], plan.rounds)
+            rows.append([name, plan.label, ", ".join(plan.presets), f"{plan.rounds} ({left:.1%})",
                          f"{plan.epochs} epoch{'s' if plan.epochs > 1 else ''}",
-                         _describe_optimiser(plan.optimiser or P.optimiser), rewind, controls,
-                         f"{planned_left(widths, plan.presets[0], plan.rounds):.1%}"])
+                         _describe_optimiser(plan.optimiser or P.optimiser), rewind, controls])
     return rows
 
 
@@ -598,7 +598,8 @@ def count_rows(R: LotteryResult) -> list[list[Any]]:
         for g, n, z, p in groups:
             exact = lottery.kept_counts(n, p, k)[-1]
             assert z == exact, f"{run.label} {run.preset} {g}: {z} kept, recurrence {exact}"
-            rows.append([run.label, run.preset, g, k, n, p, n * (1 - p) ** k, exact, z])
+            rows.append([run.label, run.preset, g, k, f"{n:,}", p, f"{n * (1 - p) ** k:,.1f}",
+                         f"{exact:,}", f"{z:,}"])
     return rows
 
 
