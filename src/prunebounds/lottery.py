@@ -34,6 +34,14 @@ book asks of each round (accuracy, Gaussianity of the surviving weights, row and
 sparsity, the Gaussian rule on the survivors, the pruning error of the next step, and
 the counting bounds for the sparse network), and :func:`imp_cached` runs and measures a
 whole experiment once and caches the numbers as JSON.
+
+:func:`imp_stacked` runs the same procedure for several schedules at once, organised by
+round: the tickets of every schedule and the round's controls are trained side by side
+as one :class:`MaskedStack` (weights stacked along a first axis, batched products), by
+:func:`train_stack`, with the sums kept on the device and read once per round; it also
+rewinds to given weights (late rewinding, Frankle et al. 2020) and trains with Frankle &
+Carbin's Adam (:data:`IMP_OPTIMISERS`). Its rounds are :class:`IMPResult` objects, so
+:func:`analyse_round` applies to them.
 """
 
 from __future__ import annotations
