@@ -472,7 +472,8 @@ def _structure(nets: dict[str, torch.nn.Module], d_values, seed: int, B: float) 
         delta = [norms.spectral_norm(a.double() - h.double(), "lanczos") for a, h in zip(A, hat)]
         bounds.append(perturbation.perturbation_bound(aug, delta, math.sqrt(B ** 2 + 1)))
         rb.append(beyond.resnet_perturbation_bound(res, beyond.prune_paper_all(res, d, seed), B))
-        att.append(tuple(beyond.attention_product_errors(vit, beyond.prune_paper_all(vit, d, seed))))
+        vit_hat = beyond.prune_paper_all(vit, d, seed)
+        att.append(tuple(beyond.attention_product_errors(vit, vit_hat)))
     return Structure(tuple(float(d) for d in d_values), tuple(bounds), tuple(rb), tuple(att))
 
 
