@@ -6,6 +6,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -73,23 +74,25 @@ def _write_forever(folder: str) -> None:
         f.write(b"half of a result")
         f.flush()
         while True:
-            pass
+            time.sleep(1.0)
 
 
 def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
-    proc = mp.get_context("spawn").Process(target=_write_forever, args=(str(tmp_path),))
+    proc = mp.get_context("spawn").Process(target=_write_forever, args=(str(tmp_path),),
+                                           daemon=True)
     proc.start()
-    stale = tmp_path / f".result.json.tmp-{proc.pid}-0123abcd"
-    for _ in range(200):
-        if stale.exists():
-            break
-        proc.join(0.05)
-    assert stale.exists()
-    # a running writer's temporary is left alone
-    cache.atomic_write_bytes(tmp_path / "other.json", b"{}")
-    assert stale.exists()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    try:
+        stale = tmp_path / f".result.json.tmp-{proc.pid}-0123abcd"
+        deadline = time.monotonic() + 120   # a spawned interpreter imports torch first
+        while not stale.exists() and time.monotonic() < deadline:
+            proc.join(0.05)
+        assert stale.exists()
+        # a running writer's temporary is left alone
+        cache.atomic_write_bytes(tmp_path / "other.json", b"{}")
+        assert stale.exists()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
     mine = tmp_path / f".mine.json.tmp-{os.getpid()}-89abcdef"   # this process: running
     mine.write_bytes(b"")
     unrelated = tmp_path / ".notes.tmp"                          # not a cache temporary

@@ -140,3 +140,20 @@ def test_operator_norm_of_a_convolution_without_forming_it():
 
     exact = float(np.linalg.norm(A.numpy(), 2))
     assert operator_norm(gram, 36) == pytest.approx(exact, rel=1e-8)
+
+
+def test_batched_spectral_norms_match_one_at_a_time():
+    from prunebounds.norms import batched_spectral_norms, spectral_norm
+    X = torch.randn(5, 40, 30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert batched_spectral_norms(X) == pytest.approx([spectral_norm(x) for x in X], rel=1e-10)
+    assert batched_spectral_norms(X[:0]) == []
+    with pytest.raises(ParameterError, match="3-D"):
+        batched_spectral_norms(X[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_spectral_norms_on_cuda_match_the_cpu():
+    from prunebounds.norms import batched_spectral_norms
+    X = torch.randn(70, 50, 60, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert batched_spectral_norms(X.cuda(), chunk=16) == pytest.approx(batched_spectral_norms(X),
+                                                                      rel=1e-9)

@@ -272,3 +272,59 @@ def test_certified_d_bisection():
     assert needed(d_star * 1.01) > gamma or d_star == pytest.approx(1.0, rel=2e-2)
     assert certified_d(probe, f, -0.5, seed=4) == 0.0
     assert certified_d(probe, f, 1e12, seed=4, d_max=7.0) == 7.0
+
+
+# --------------------------------------------------------------------------- the provable chain
+def test_provable_chain_by_hand():
+    from prunebounds.perturbation import ProvableChain, provable_needed_margin
+    from prunebounds.pruning import weight_variance
+    from prunebounds.random_matrices import provable_error_norm_bound
+    f, X, y = _net_and_data()
+    B = max_input_norm(X)
+    chain = ProvableChain(f, B, failure=0.2)
+    L = len(weight_matrices(f))
+    assert chain.lam == pytest.approx(L / 0.2)
+    r = chain.margin(2.0)
+    b = [provable_error_norm_bound(w.shape[0], w.shape[1], 2.0, weight_variance(w))
+         for w in weight_matrices(f)]
+    a_norms = [float(torch.linalg.matrix_norm(a, 2)) for a in augmented_weights(f)]
+    hand = perturbation_bound(a_norms, [chain.lam * x for x in b], math.sqrt(B * B + 1))
+    assert r.value == pytest.approx(hand, rel=1e-9)
+    assert r.expected_bounds == pytest.approx(b) and r.failure == 0.2
+    assert r.condition_holds == perturbation_condition_holds(a_norms, [chain.lam * x for x in b])
+    assert provable_needed_margin(f, 2.0, B, failure=0.2).value == pytest.approx(r.value)
+    # the provable bound lies above the bound with measured norms, mask by mask here
+    h = prune_paper(f, 2.0, seed=1)
+    measured = [float(torch.linalg.matrix_norm(a - w, 2)) for a, w in
+                zip(weight_matrices(f), weight_matrices(h))]
+    assert all(m <= db for m, db in zip(measured, r.delta_bounds))
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ParameterError, match="failure"):
+            ProvableChain(f, B, failure=bad)
+
+
+def test_provable_certified_d_is_the_largest_fitting_d():
+    from prunebounds.perturbation import ProvableChain
+    f, X, y = _net_and_data(widths=(20, 40, 5))
+    chain = ProvableChain(f, max_input_norm(X), failure=0.5)
+    values = [chain.margin(d).value for d in (0.01, 0.1, 1.0, 5.0)]
+    assert values == sorted(values)                   # grows with d
+    gamma = chain.margin(0.05).value * 1.0001
+    d_star = chain.certified_d(gamma)
+    m = chain.margin(d_star)
+    assert m.value <= gamma and (m.condition_holds or d_star == 0.0)
+    nxt = chain.margin(d_star * 1.001)
+    assert nxt.value > gamma or not nxt.condition_holds
+    assert chain.certified_d(-1.0) == 0.0
+
+
+def test_probe_evaluate_with_given_delta_norms():
+    from prunebounds.perturbation import PruningProbe
+    f, X, y = _net_and_data()
+    probe = PruningProbe(f, X, y)
+    h = prune_paper(f, 1.5, seed=2)
+    a = probe.evaluate(h)
+    b = probe.evaluate(h, delta_norms=probe.delta_norms(h))
+    assert a == b
+    with pytest.raises(ParameterError, match="delta_norms"):
+        probe.evaluate(h, delta_norms=[1.0])

@@ -328,3 +328,64 @@ def test_d_for_keep_inverts_chi():
         assert d_for_keep(expected_keep_fraction(d)) == pytest.approx(d, rel=1e-9, abs=1e-12)
     with pytest.raises(ParameterError, match="keep must be > 0"):
         d_for_keep(0.0)
+
+
+# --------------------------------------------------------------------------- threshold pruning
+def test_threshold_for_keep_inverts_the_gaussian_tail():
+    from scipy import stats
+    from prunebounds.pruning import threshold_for_keep
+    for keep in (0.9, 0.4226, 0.0871, 0.01):
+        tau = threshold_for_keep(keep)
+        assert 2 * stats.norm.sf(tau) == pytest.approx(keep, rel=1e-12)
+    assert threshold_for_keep(1.0) == 0.0
+    with pytest.raises(ParameterError, match="keep must be > 0"):
+        threshold_for_keep(0.0)
+
+
+@pytest.mark.parametrize("tau, psi", [(0.3, 1.0), (1.2, 0.5), (2.5, 2.0)])
+def test_threshold_moments_against_quadrature(tau, psi):
+    from scipy import integrate, stats
+    from prunebounds.pruning import threshold_error_abs_moment, threshold_error_lp_norm
+    t = tau * math.sqrt(psi)
+    for p in (0.0, 1.0, 2.0, 4.0, 7.5):
+        quad = integrate.quad(lambda w: abs(w) ** p * stats.norm(0, math.sqrt(psi)).pdf(w), -t, t,
+                              epsabs=0, epsrel=1e-12)[0]
+        assert threshold_error_abs_moment(tau, psi, p) == pytest.approx(quad, rel=1e-9)
+    assert threshold_error_lp_norm(tau, psi, 4.0) == pytest.approx(
+        threshold_error_abs_moment(tau, psi, 4.0) ** 0.25, rel=1e-12)
+    # the closed form of the second moment: Psi (2 Phi(tau) - 1 - 2 tau phi(tau))
+    m2 = psi * (2 * stats.norm.cdf(tau) - 1 - 2 * tau * stats.norm.pdf(tau))
+    assert threshold_error_abs_moment(tau, psi, 2.0) == pytest.approx(m2, rel=1e-10)
+
+
+def test_threshold_lp_norm_stays_finite_and_below_the_threshold_for_large_p():
+    from prunebounds.pruning import threshold_error_lp_norm
+    tau, psi = 0.8, 1.7
+    norms = [threshold_error_lp_norm(tau, psi, p) for p in (2, 20, 100, 300, 2000)]
+    assert all(0 < v < tau * math.sqrt(psi) for v in norms)
+    assert norms == sorted(norms)                    # ||.||_p grows with p towards t
+    assert norms[-1] == pytest.approx(tau * math.sqrt(psi), rel=0.01)
+
+
+def test_threshold_moments_monte_carlo():
+    from prunebounds.pruning import threshold_error_abs_moment
+    rng = np.random.default_rng(3)
+    w = rng.normal(0.0, math.sqrt(2.0), 2_000_000)
+    delta = np.where(np.abs(w) < 1.1 * math.sqrt(2.0), w, 0.0)
+    for p in (2.0, 4.0):
+        assert np.mean(np.abs(delta) ** p) == pytest.approx(
+            threshold_error_abs_moment(1.1, 2.0, p), rel=0.01)
+
+
+def test_prune_threshold_matrix_fixed_and_quantile():
+    from prunebounds.pruning import prune_threshold_matrix, threshold_for_keep
+    W = torch.randn(300, 200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    keep = 0.2
+    q = prune_threshold_matrix(W, keep, quantile=True)
+    assert int(torch.count_nonzero(q)) == round(keep * W.numel())
+    assert float(q[q != 0].abs().min()) >= float(W[q == 0].abs().max())   # the largest are kept
+    f = prune_threshold_matrix(W, keep, psi=1.0)
+    t = threshold_for_keep(keep)
+    assert torch.equal(f, torch.where(W.abs() >= t, W, torch.zeros_like(W)))
+    assert float((f != 0).double().mean()) == pytest.approx(keep, abs=0.01)
+    assert torch.equal(prune_threshold_matrix(W, 1.0, quantile=True), W)

@@ -219,3 +219,48 @@ def test_pruning_error_norm_bounds():
         pruning_error_norm_bounds(10, 10, -1.0, 1.0)
 
 
+
+
+# --------------------------------------------------------------------------- provable bound, thresholds, crossover
+def test_provable_error_norm_bound_is_the_smaller_theorem():
+    from prunebounds.random_matrices import provable_error_norm_bound, pruning_error_norm_bounds
+    for n, m, d, psi in [(784, 784, 1.0, 0.01), (10, 784, 10.0, 0.3), (2000, 2000, 3.0, 1.0)]:
+        b = pruning_error_norm_bounds(n, m, d, psi)
+        assert provable_error_norm_bound(n, m, d, psi) == pytest.approx(
+            min(b.bvh_symmetric, b.frobenius), rel=1e-12)
+    assert provable_error_norm_bound(50, 50, 0.0, 1.0) == 0.0
+
+
+def test_threshold_bounds_hold_by_monte_carlo_and_frobenius_is_exact():
+    from prunebounds.pruning import threshold_error_abs_moment, threshold_for_keep
+    from prunebounds.random_matrices import threshold_error_norm_bounds
+    n, m, keep = 80, 60, 0.3
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(200, n, m))
+    tau = threshold_for_keep(keep)
+    delta = np.where(np.abs(W) < tau, W, 0.0)
+    measured = mean_spectral_norm(delta)
+    b = threshold_error_norm_bounds(n, m, keep, 1.0)
+    assert b.frobenius == pytest.approx(math.sqrt(n * m * threshold_error_abs_moment(tau, 1.0, 2)))
+    assert b.bvh_symmetric >= measured and b.frobenius >= measured
+    assert b.asymptotic == pytest.approx(measured, rel=0.15)   # the large-matrix value
+
+
+def test_crossover_width_against_a_linear_scan():
+    from prunebounds.random_matrices import crossover_width, pruning_error_norm_bounds
+
+    def below(n, d):
+        b = pruning_error_norm_bounds(n, n, d, 1.0)
+        return b.bvh_symmetric < b.frobenius
+
+    for d in (1.0, 10.0):
+        n = crossover_width(d)
+        assert below(n, d) and not below(n - 1, d)
+        # one crossing only around it (the bound's small steps in p do not undo it)
+        scan = [below(k, d) for k in range(n - 150, n + 400, 7)]
+        assert scan == sorted(scan)
+    assert (crossover_width(1.0), crossover_width(10.0)) == (1417, 1137)  # the book's constants
+    with pytest.raises(ParameterError, match="d must be > 0"):
+        crossover_width(0.0)
+    with pytest.raises(ParameterError, match="larger n_max"):
+        crossover_width(1.0, n_max=500)

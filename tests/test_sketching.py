@@ -217,3 +217,19 @@ def test_theory_sketch_size():
 
 
 
+
+
+def test_sketch_size_for_matches_sketch_sizes_and_caps():
+    from prunebounds.sketching import sketch_size_for, sketch_sizes, theory_sketch_size
+
+    rng = np.random.default_rng(0)
+    W = torch.tensor(rng.normal(size=(10, 784)) * (rng.random((10, 784)) < 0.05))
+    (s,) = sketch_sizes([W])
+    assert sketch_size_for((10, 784), s.j) == s
+    t = sketch_size_for((784, 784), 2.5)           # j rounded up to 3
+    assert t.j == 3 and t.k_theory == pytest.approx(theory_sketch_size(3, 784))
+    assert not t.capped and t.n_params == math.ceil(t.k_theory) ** 2
+    big = sketch_size_for((10, 784), 784)           # k far beyond both sides: capped
+    assert big.capped and big.n_params == 10 * 784
+    with pytest.raises(ParameterError):
+        sketch_size_for((10,), 3)

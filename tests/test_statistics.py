@@ -46,3 +46,41 @@ def test_kendall_tau_bad_input():
         kendall_tau([1.0], [2.0])
     with pytest.raises(ParameterError, match="3 bound values but 2"):
         kendall_tau([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_tau_b_rows_match_scipy_with_ties():
+    import numpy as np
+    from scipy import stats
+
+    from prunebounds.statistics import _tau_b_rows
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, size=(5, 12)).astype(float)   # many ties
+    y = rng.normal(size=(5, 12))
+    y[:, 3] = y[:, 4]
+    ours = _tau_b_rows(x, y)
+    for row, t in zip(range(5), ours):
+        assert t == pytest.approx(stats.kendalltau(x[row], y[row]).statistic)
+
+
+def test_tau_difference_detects_a_reversed_gap_and_not_an_equal_one():
+    from prunebounds.statistics import tau_difference
+
+    test = [0.05 + 0.01 * i for i in range(12)]
+    values = [t + 0.001 * (-1) ** i for i, t in enumerate(test)]
+    same = tau_difference(values, test, [0.0] * 12, n_boot=500)      # gap == test error
+    assert same.difference == 0.0 and same.pvalue == 1.0
+    train = [2 * t - 0.04 for t in test]                               # gap = 0.04 - t, reversed
+    rev = tau_difference(values, test, train, n_boot=500)
+    assert rev.difference > 1.5 and rev.low > 0 and rev.pvalue < 0.05 and rev.n == 12
+
+
+def test_tau_difference_bad_input():
+    from prunebounds.statistics import tau_difference
+
+    with pytest.raises(ParameterError, match="at least three"):
+        tau_difference([1.0, 2.0], [0.1, 0.2], [0.0, 0.0])
+    with pytest.raises(ParameterError, match="one of each per network"):
+        tau_difference([1.0, 2.0, 3.0], [0.1, 0.2, 0.3], [0.0, 0.0])
+    with pytest.raises(ParameterError, match="n_boot"):
+        tau_difference([1.0, 2.0, 3.0], [0.1, 0.2, 0.3], [0.0] * 3, n_boot=10)

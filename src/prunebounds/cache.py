@@ -148,15 +148,18 @@ def sha256(payload: bytes) -> str:
 
 # ------------------------------------------------------------------ keys
 def source_fingerprint(modules: tuple[str, ...] | None = None) -> str:
-    """A hash of the package's source files (all, or the named ``modules``).
+    """A hash of the package's source files (all, subpackages included, or the named
+    ``modules``, given by their path inside the package, e.g. ``"chapters/setting.py"``).
 
     It is part of every cache key, so a result is reused only by the code that computed
     it: editing a module recomputes what depends on it instead of showing stale numbers.
     """
+    package = Path(__file__).parent
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if modules is None or path.name in modules:
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()   # "data.py", "chapters/setting.py"
+        if modules is None or name in modules:
+            h.update(name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -39,7 +39,8 @@ from .margins import error_rate, logits
 from .models import linear_layers, weight_matrices
 from .norms import max_input_norm
 from .norms import spectral_norms as _norms
-from .pruning import prune_paper
+from .pruning import prune_paper, weight_variance
+from .random_matrices import markov_factor, provable_error_norm_bound
 from .validate import check_chain, check_choice, check_int, check_real
 
 __all__ = [
@@ -56,6 +57,10 @@ __all__ = [
     "ProbeResult",
     "PruningProbe",
     "certified_d",
+    "ProvableMargin",
+    "ProvableChain",
+    "provable_needed_margin",
+    "output_change_from_logits",
 ]
 
 #: The target probability in the authors' equation for t: 1 - m exp(-t^2 d_1) = 0.99.
@@ -430,14 +435,21 @@ class PruningProbe:
                                         with_gamma=True, gamma_method=self.gamma_method)
 
     def evaluate(self, pruned: nn.Module | Sequence[torch.Tensor], *,
-                 true_error: bool = True) -> ProbeResult:
+                 true_error: bool = True,
+                 delta_norms: Sequence[float] | None = None) -> ProbeResult:
         """Bounds (and, if ``true_error``, the measured change) for one pruned copy.
 
         ``pruned`` is a pruned copy of the model, or only its weight matrices when
-        ``true_error`` is False. Returns a :class:`ProbeResult`.
+        ``true_error`` is False. ``delta_norms``, if given, are the ||Delta^l||_2 already
+        computed for this copy (e.g. many at once by
+        :func:`prunebounds.norms.batched_spectral_norms` on a GPU); otherwise they are
+        computed here. Returns a :class:`ProbeResult`.
         """
         P = _weights(pruned, "pruned")
-        dn = self.delta_norms(pruned)
+        dn = (self.delta_norms(pruned) if delta_norms is None
+              else _norm_list("delta_norms", list(delta_norms), positive=False))
+        if len(dn) != len(P):
+            raise ParameterError(f"{len(dn)} delta_norms for {len(P)} layers")
         authors = needed_margin_from_norms(self.weight_norms, dn, self.shapes, self.input_norm,
                                            self.m, with_gamma=True,
                                            gamma_method=self.gamma_method)
@@ -495,3 +507,128 @@ def certified_d(probe: PruningProbe, model: nn.Module, margin: float, seed: int,
         if lo > 0 and hi - lo <= rel_tol * hi:
             break
     return float(lo)
+
+
+# --------------------------------------------------------------------------- the provable chain
+@dataclass(frozen=True)
+class ProvableMargin:
+    """Lemma 4.1 with Markov's lambda carried through Lemma (P) (see :class:`ProvableChain`).
+
+    value = e B~ (prod_l ||A~^l||_2) sum_l lambda b_l(d) / ||A~^l||_2: with probability
+    at least ``1 - failure`` (over the Gaussian weights and the masks, the paper's
+    weights-random view) every ||Delta^l||_2 <= lambda b_l(d) = ``delta_bounds[l]``,
+    and then, when ``condition_holds``, every output moves by at most ``value``.
+    """
+
+    value: float
+    d: float
+    failure: float                     # total failure probability (union bound)
+    lam: float                         # Markov's lambda of each layer, L / failure
+    input_norm: float                  # B~ = sqrt(B^2 + 1) (bias-augmented inputs)
+    product_of_norms: float            # prod_l ||A~^l||_2
+    sum_of_ratios: float               # sum_l lambda b_l(d) / ||A~^l||_2
+    expected_bounds: tuple[float, ...]  # b_l(d) >= E||Delta^l||_2
+    delta_bounds: tuple[float, ...]     # lambda b_l(d)
+    condition_holds: bool              # lambda b_l(d) <= ||A~^l||_2 / L for every l
+
+
+class ProvableChain:
+    """The provable version of the needed margin: no measured ||Delta^l||, no Gamma.
+
+    The authors evaluate the perturbation bound with the *measured* spectral norms of
+    the pruning errors (:func:`needed_margin`). The argument the paper states bounds them
+    instead: under the Gaussian assumption E||Delta^l||_2 <= b_l(d)
+    (:func:`prunebounds.random_matrices.provable_error_norm_bound`: the smaller of the
+    symmetric Bandeira-van Handel bound and the Frobenius bound, with the layer's
+    Psi_l), Markov's inequality gives ||Delta^l||_2 <= lambda b_l(d) with probability
+    >= 1 - 1/lambda, and a union bound over the L layers with lambda = L / failure
+    makes all hold at once with probability >= 1 - failure
+    (:func:`prunebounds.random_matrices.markov_factor`). Lemma (P) then bounds the change
+    of every output. Biases are handled by augmentation (:func:`augmented_weights`,
+    B~ = sqrt(B^2 + 1); pruning leaves biases alone, so ||Delta~^l|| = ||Delta^l||), and
+    the authors' unexplained factors Gamma_l are left out. The hypothesis of (P),
+    lambda b_l(d) <= ||A~^l||_2 / L, is reported in ``condition_holds``.
+
+    Args:
+        model: the trained network (its weights give ||A~^l||_2, the shapes and Psi_l).
+        input_norm: B = max ||x||_2 over the training inputs (not yet augmented).
+        failure: total failure probability in (0, 1).
+    """
+
+    def __init__(self, model: nn.Module, input_norm: float, *, failure: float = 0.1) -> None:
+        self.failure = check_real("failure", failure, minimum=0.0, maximum=1.0)
+        if not 0.0 < self.failure < 1.0:
+            raise ParameterError(f"failure must be strictly between 0 and 1, got {failure}")
+        weights = _weights(model, "model")
+        self.shapes = [tuple(w.shape) for w in weights]
+        self.psis = [weight_variance(w) for w in weights]
+        self.augmented_norms = _norms(augmented_weights(model))
+        b = check_real("input_norm", input_norm, minimum=0.0)
+        self.input_norm = math.sqrt(b * b + 1.0)
+        # Markov per layer with failure / L each (markov_factor(1 - failure / L)): lambda = L / failure
+        self.lam = markov_factor(1.0 - self.failure / len(weights))
+
+    def margin(self, d: float) -> ProvableMargin:
+        """The provable needed margin at pruning parameter ``d`` (a :class:`ProvableMargin`)."""
+        d = check_real("d", d, minimum=0.0)
+        L = len(self.shapes)
+        expected = [provable_error_norm_bound(sh[0], sh[1], d, psi)
+                    for sh, psi in zip(self.shapes, self.psis)]
+        bounds = [self.lam * b for b in expected]
+        prod_norms = math.prod(self.augmented_norms)
+        ratios = sum(b / a for b, a in zip(bounds, self.augmented_norms))
+        return ProvableMargin(
+            value=float(math.e * self.input_norm * prod_norms * ratios), d=float(d),
+            failure=self.failure, lam=float(self.lam), input_norm=float(self.input_norm),
+            product_of_norms=float(prod_norms), sum_of_ratios=float(ratios),
+            expected_bounds=tuple(float(b) for b in expected),
+            delta_bounds=tuple(float(b) for b in bounds),
+            condition_holds=all(b <= a / L for b, a in zip(bounds, self.augmented_norms)))
+
+    def certified_d(self, margin: float, d_max: float = 10.0, rel_tol: float = 1e-6) -> float:
+        """The largest d in [0, d_max] whose provable margin fits: value <= ``margin`` and
+        the condition of (P) holds. Bisection in d: b_l(d) grows with d (through
+        E Delta^2 = Psi (d/(d+2))^{3/2}), so both tests fail from some d on. Returns 0.0
+        when ``margin`` <= 0 and ``d_max`` when even d_max fits."""
+        margin = check_real("margin", margin)
+        d_max = check_real("d_max", d_max, minimum=0.0)
+        rel_tol = check_real("rel_tol", rel_tol, minimum=1e-12)
+
+        def fits(d: float) -> bool:
+            m = self.margin(d)
+            return m.value <= margin and m.condition_holds
+
+        if margin <= 0.0 or d_max == 0.0:
+            return 0.0
+        if fits(d_max):
+            return d_max
+        lo, hi = 0.0, d_max
+        while hi - lo > rel_tol * hi:
+            mid = math.sqrt(lo * hi) if lo > 0 else hi / 16.0
+            if mid <= 1e-300:
+                break
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return float(lo)
+
+
+def provable_needed_margin(model: nn.Module, d: float, input_norm: float, *,
+                           failure: float = 0.1) -> ProvableMargin:
+    """``ProvableChain(model, input_norm, failure=failure).margin(d)``: Lemma 4.1's
+    random-matrix bound with Markov's lambda in place of the measured ||Delta^l||,
+    through Lemma (P) on the bias-augmented network (see :class:`ProvableChain`)."""
+    return ProvableChain(model, input_norm, failure=failure).margin(d)
+
+
+def output_change_from_logits(reference_logits: torch.Tensor, logits_g: torch.Tensor,
+                              y: torch.Tensor) -> OutputChange:
+    """:func:`output_change` from outputs already computed: ``reference_logits`` of the
+    original network and ``logits_g`` of the compressed one on the same samples (labels
+    ``y``), when a chapter needs the compressed network's outputs for other measurements
+    too (its margins, for example) and should not run it twice."""
+    if reference_logits.ndim != 2 or reference_logits.shape != logits_g.shape or \
+            len(y) != len(reference_logits) or len(y) == 0:
+        raise ParameterError(
+            f"need two non-empty (samples x classes) outputs of one shape and one label per "
+            f"sample, got {tuple(reference_logits.shape)}, {tuple(logits_g.shape)} and "
+            f"{len(y)} labels")
+    return _change_from_logits(reference_logits.to(torch.float64), logits_g, y)

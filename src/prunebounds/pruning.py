@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import gammaln
+from scipy.special import gammainc, gammaln, ndtri
 from torch import nn
 from torch.nn.utils import prune
 
@@ -64,6 +64,10 @@ __all__ = [
     "prune_random",
     "prune_like",
     "kept_fractions",
+    "threshold_for_keep",
+    "threshold_error_abs_moment",
+    "threshold_error_lp_norm",
+    "prune_threshold_matrix",
 ]
 
 
@@ -485,3 +489,116 @@ def kept_fractions(model: nn.Module) -> list[float]:
     """Per linear layer, the fraction of weight entries that are non-zero."""
     return [float(torch.count_nonzero(layer.weight.detach())) / layer.weight.numel()
             for layer in _layers(model)]
+
+
+# --------------------------------------------------------------------------- deterministic threshold pruning
+def threshold_for_keep(keep: float) -> float:
+    """The standardized threshold tau with P(|Z| >= tau) = ``keep``, Z ~ N(0, 1).
+
+    Deterministic magnitude pruning at a fixed threshold t = tau sqrt(Psi) removes every
+    weight with |W_ij| < t. Under the paper's Gaussian assumption it keeps the fraction
+    P(|W| >= t) = 2 (1 - Phi(tau)); so tau = Phi^{-1}(1 - keep/2) prunes to the same
+    expected sparsity as the paper's rule at d when keep = chi(d)
+    (:func:`expected_keep_fraction`). keep = 1 gives tau = 0 (nothing pruned).
+    """
+    c = check_real("keep", keep, minimum=0.0, maximum=1.0)
+    if c == 0.0:
+        raise ParameterError("keep must be > 0: no finite threshold prunes every weight")
+    return float(max(ndtri(1.0 - 0.5 * c), 0.0))
+
+
+def _threshold_log_moment(tau: float, psi: float, p: float) -> float:
+    """log E|W 1{|W| < tau sqrt(psi)}|^p for W ~ N(0, psi) (p > 0, tau > 0, psi > 0)."""
+    # E|Z|^p 1{|Z| < tau} = 2^{p/2} Gamma((p+1)/2) / sqrt(pi) * P((p+1)/2, tau^2/2),
+    # P the regularized lower incomplete gamma function (substitute u = z^2/2).
+    a, x = 0.5 * (p + 1.0), 0.5 * tau * tau
+    return (0.5 * p * math.log(psi) + 0.5 * p * math.log(2.0) + gammaln(a)
+            - 0.5 * math.log(math.pi) + _log_gammainc(a, x))
+
+
+def _log_gammainc(a: float, x: float) -> float:
+    """log P(a, x), the regularized lower incomplete gamma function, without underflow.
+
+    For x < a + 1 by its series P(a, x) = x^a e^{-x} / Gamma(a + 1) *
+    sum_k x^k / ((a+1)...(a+k)) (Abramowitz & Stegun 6.5.29), summed in logarithms, so
+    that the tiny values of large a (the high moments of a truncated Gaussian) stay
+    finite; otherwise ``scipy.special.gammainc`` directly.
+    """
+    if x <= 0.0:
+        return -math.inf
+    if x >= a + 1.0:
+        return math.log(float(gammainc(a, x)))
+    term, total, k = 1.0, 1.0, 0
+    while term > 1e-17 * total:
+        k += 1
+        term *= x / (a + k)
+        total += term
+    return a * math.log(x) - x - gammaln(a + 1.0) + math.log(total)
+
+
+def threshold_error_abs_moment(tau: float, psi: float, p: float) -> float:
+    """E|Delta_ij|^p for deterministic pruning at the fixed threshold t = tau sqrt(Psi).
+
+    With W_ij ~ N(0, Psi) i.i.d. (the paper's assumption) and Delta_ij = W_ij 1{|W_ij| < t},
+    the entries of Delta are independent (each is a function of its own W_ij), symmetric
+    (the indicator depends on |W_ij| only) and hence mean zero: the hypotheses of
+    Latala's and Bandeira-van Handel's bounds hold exactly as for the random rule (R).
+    Their moments are truncated Gaussian moments,
+
+        E|Delta|^p = Psi^{p/2} 2^{p/2} Gamma((p+1)/2) / sqrt(pi) * P((p+1)/2, tau^2/2),
+
+    P the regularized lower incomplete gamma function (``scipy.special.gammainc``);
+    p = 0 gives P(|Z| < tau), the pruned fraction, p = 2 gives
+    Psi (2 Phi(tau) - 1 - 2 tau phi(tau)). Every entry is bounded by t, so
+    E|Delta|^p <= t^p. Computed in logarithms.
+    """
+    tau = check_real("tau", tau, minimum=0.0)
+    psi = check_real("psi", psi, minimum=0.0)
+    p = check_real("p", p, minimum=0.0)
+    if p == 0.0:
+        return float(math.erf(tau / math.sqrt(2.0)))
+    if tau == 0.0 or psi == 0.0:
+        return 0.0
+    return float(math.exp(_threshold_log_moment(tau, psi, p)))
+
+
+def threshold_error_lp_norm(tau: float, psi: float, p: float) -> float:
+    """||Delta_ij||_p = (E|Delta_ij|^p)^{1/p} for pruning at the fixed threshold tau sqrt(Psi).
+
+    :func:`threshold_error_abs_moment` to the power 1/p, in logarithms (finite for the
+    large p of the Bandeira-van Handel bound); it never exceeds the threshold t and
+    tends to it as p grows.
+    """
+    tau = check_real("tau", tau, minimum=0.0)
+    psi = check_real("psi", psi, minimum=0.0)
+    p = check_real("p", p, minimum=1.0)
+    if tau == 0.0 or psi == 0.0:
+        return 0.0
+    return float(math.exp(_threshold_log_moment(tau, psi, p) / p))
+
+
+def prune_threshold_matrix(W: torch.Tensor, keep: float, *, psi: float | None = None,
+                           quantile: bool = False) -> torch.Tensor:
+    """Deterministic magnitude pruning of one matrix: entries with |W_ij| < t set to zero.
+
+    ``quantile=False``: the fixed threshold t = tau sqrt(Psi) with tau =
+    :func:`threshold_for_keep` (``keep``) and Psi = ``psi`` (default: the population
+    variance of W); under the Gaussian model the entries of the error W - W_hat are
+    then independent. ``quantile=True``: the data-dependent threshold of practice,
+    keeping exactly round(keep * size) largest-magnitude entries (the per-layer
+    quantile of ``prune.l1_unstructured``); the entries of the error are then weakly
+    coupled through the threshold. Returns the pruned copy (same device and dtype).
+    """
+    keep = check_real("keep", keep, minimum=0.0, maximum=1.0)
+    if quantile:
+        n_keep = int(round(keep * W.numel()))
+        if n_keep == 0:
+            return torch.zeros_like(W)
+        if n_keep == W.numel():
+            return W.clone()
+        t = torch.topk(W.abs().flatten(), n_keep).values[-1]
+        return torch.where(W.abs() >= t, W, torch.zeros_like(W))
+    psi = float(W.detach().to(torch.float64).var(unbiased=False)) if psi is None else \
+        check_real("psi", psi, minimum=0.0)
+    t = threshold_for_keep(keep) * math.sqrt(psi) if keep > 0 else math.inf
+    return torch.where(W.abs() >= t, W, torch.zeros_like(W))

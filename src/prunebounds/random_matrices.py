@@ -31,7 +31,8 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from .errors import ParameterError
-from .pruning import error_fourth_moment, error_lp_norm, error_second_moment
+from .pruning import (error_fourth_moment, error_lp_norm, error_second_moment,
+                      threshold_error_abs_moment, threshold_error_lp_norm, threshold_for_keep)
 from .validate import check_choice, check_int, check_real
 
 __all__ = [
@@ -48,6 +49,9 @@ __all__ = [
     "frobenius_bound_iid",
     "markov_factor",
     "markov_probability",
+    "provable_error_norm_bound",
+    "threshold_error_norm_bounds",
+    "crossover_width",
 ]
 
 #: The constant of Bandeira & van Handel (2016), Theorem 1.1: C(eps) = 6/sqrt(log(1+eps)).
@@ -125,22 +129,22 @@ def pruning_error_norm_bounds(n_rows: int, n_cols: int, d: float, psi: float) ->
     n_cols = check_int("n_cols", n_cols, minimum=1)
     d = check_real("d", d, minimum=0.0)
     psi = check_real("psi", psi, minimum=0.0)
-    m2 = float(error_second_moment(d, psi))
-    m4 = float(error_fourth_moment(d, psi))
+    return _iid_error_bounds(n_rows, n_cols, float(error_second_moment(d, psi)),
+                             float(error_fourth_moment(d, psi)),
+                             lambda p: error_lp_norm(d, psi, p))
+
+
+def _iid_error_bounds(n_rows: int, n_cols: int, m2: float, m4: float,
+                      p_norm: Callable[[int], float]) -> ErrorNormBounds:
+    """Every bound of :class:`ErrorNormBounds` for i.i.d. symmetric entries with second
+    and fourth moments m2, m4 and L^p norm ``p_norm(p)`` (all zero when m2 = 0)."""
     if m2 == 0.0:
         return ErrorNormBounds(latala_c1=0.0, bvh_gaussian=0.0, bvh_symmetric=0.0,
                                frobenius=0.0, asymptotic=0.0)
-
-    def p_norm(p: int) -> float:
-        return error_lp_norm(d, psi, p)
-
-    symmetric = min(bandeira_van_handel_bound_iid(n_rows, n_cols, m2, version="symmetric",
-                                                  alpha=a, abs_moment_norm=p_norm)
-                    for a in SYMMETRIC_ALPHAS)
     return ErrorNormBounds(
         latala_c1=latala_bound_iid(n_rows, n_cols, m2, m4),
         bvh_gaussian=bandeira_van_handel_bound_iid(n_rows, n_cols, m2, eps="best"),
-        bvh_symmetric=float(symmetric),
+        bvh_symmetric=_symmetric_iid(n_rows, n_cols, m2, p_norm),
         frobenius=frobenius_bound_iid(n_rows, n_cols, m2),
         asymptotic=asymptotic_norm_iid(n_rows, n_cols, m2),
     )
@@ -356,3 +360,95 @@ def markov_probability(lam: float) -> float:
     """The inverse of :func:`markov_factor`: the guaranteed probability 1 - 1/lambda (lambda >= 1)."""
     lam = check_real("lam", lam, minimum=1.0)
     return 1.0 - 1.0 / lam
+
+
+# --------------------------------------------------------------------------- the provable bound, threshold pruning, crossover
+def _symmetric_iid(n_rows: int, n_cols: int, m2: float, p_norm: Callable[[int], float]) -> float:
+    """The symmetric Bandeira-van Handel bound minimised over :data:`SYMMETRIC_ALPHAS`."""
+    return float(min(bandeira_van_handel_bound_iid(n_rows, n_cols, m2, version="symmetric",
+                                                   alpha=a, abs_moment_norm=p_norm)
+                     for a in SYMMETRIC_ALPHAS))
+
+
+def provable_error_norm_bound(n_rows: int, n_cols: int, d: float, psi: float) -> float:
+    """b(d) = min(symmetric Bandeira-van Handel bound, Frobenius bound) on E||Delta||_2.
+
+    The bound of the book's Lemma 4.1 (reconstructed) for an n_rows x n_cols layer with
+    i.i.d. N(0, psi) weights pruned by the rule (R) with parameter d: both bounds are
+    theorems for the pruning error (independent symmetric entries, moments from
+    :mod:`prunebounds.pruning`), so their minimum is one too. Equal to
+    ``min(b.bvh_symmetric, b.frobenius)`` for ``b = pruning_error_norm_bounds(...)``
+    without computing the heuristic ones. Markov's inequality turns it into
+    P(||Delta|| <= lambda b(d)) >= 1 - 1/lambda.
+    """
+    n_rows = check_int("n_rows", n_rows, minimum=1)
+    n_cols = check_int("n_cols", n_cols, minimum=1)
+    d = check_real("d", d, minimum=0.0)
+    psi = check_real("psi", psi, minimum=0.0)
+    m2 = float(error_second_moment(d, psi))
+    if m2 == 0.0:
+        return 0.0
+    sym = _symmetric_iid(n_rows, n_cols, m2, lambda p: error_lp_norm(d, psi, p))
+    return float(min(sym, frobenius_bound_iid(n_rows, n_cols, m2)))
+
+
+def threshold_error_norm_bounds(n_rows: int, n_cols: int, keep: float,
+                                psi: float) -> ErrorNormBounds:
+    """The bounds of :func:`pruning_error_norm_bounds` for pruning at a fixed threshold.
+
+    Deterministic magnitude pruning of an i.i.d. N(0, psi) matrix at the fixed threshold
+    t = tau sqrt(psi), tau = :func:`prunebounds.pruning.threshold_for_keep` (``keep``),
+    leaves the error Delta_ij = W_ij 1{|W_ij| < t}: independent, symmetric, mean-zero
+    entries, bounded by t. The same theorems apply as to the random rule (R), with the
+    truncated-Gaussian moments of :func:`prunebounds.pruning.threshold_error_abs_moment`
+    (so ``bvh_symmetric`` and ``frobenius`` are theorems for it; ``latala_c1`` keeps
+    C = 1 and ``bvh_gaussian`` stays a heuristic). At equal expected sparsity, take
+    keep = chi(d).
+    """
+    n_rows = check_int("n_rows", n_rows, minimum=1)
+    n_cols = check_int("n_cols", n_cols, minimum=1)
+    tau = threshold_for_keep(keep)
+    psi = check_real("psi", psi, minimum=0.0)
+    return _iid_error_bounds(n_rows, n_cols, threshold_error_abs_moment(tau, psi, 2.0),
+                             threshold_error_abs_moment(tau, psi, 4.0),
+                             lambda p: threshold_error_lp_norm(tau, psi, p))
+
+
+def _symmetric_below_frobenius(n: int, d: float) -> bool:
+    m2 = float(error_second_moment(d, 1.0))
+    return _symmetric_iid(n, n, m2, lambda p: error_lp_norm(d, 1.0, p)) < \
+        frobenius_bound_iid(n, n, m2)
+
+
+def crossover_width(d: float, n_max: int = 10 ** 7) -> int:
+    """The smallest width n at which the provable random-matrix bound beats Frobenius.
+
+    For an n x n layer of i.i.d. Gaussian weights pruned by the rule (R) with parameter
+    d: the first n for which the symmetric Bandeira-van Handel bound
+    (:func:`pruning_error_norm_bounds`, ``bvh_symmetric``) is below the Frobenius bound
+    sqrt(n^2 E Delta^2). Both scale with sqrt(psi), so the answer does not depend on
+    psi. Found by bisection on the integers in [2, n_max]: the ratio of the two bounds
+    falls like log(n)^{3/2} / sqrt(n) apart from small upward steps where the moment
+    order p = 2 ceil(alpha log 2n) grows, which do not move the crossing for the
+    values of d in (0, 10] (checked against a linear scan in the tests).
+
+    Raises:
+        ParameterError: if d <= 0 or the bound is not below Frobenius at n_max.
+    """
+    d = check_real("d", d, minimum=0.0)
+    if d == 0.0:
+        raise ParameterError("d must be > 0: at d = 0 nothing is pruned and both bounds are 0")
+    n_max = check_int("n_max", n_max, minimum=3)
+    if not _symmetric_below_frobenius(n_max, d):
+        raise ParameterError(f"the symmetric bound is not below the Frobenius bound at "
+                             f"n_max = {n_max:,}; give a larger n_max")
+    lo, hi = 2, n_max  # not below at lo (checked next), below at hi
+    if _symmetric_below_frobenius(lo, d):
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _symmetric_below_frobenius(mid, d):
+            hi = mid
+        else:
+            lo = mid
+    return hi

@@ -487,14 +487,27 @@ def sketch_sizes(pruned_weights, c: float = 1.0) -> list[SketchSize]:
     """
     ws = check_weights(pruned_weights, "pruned_weights", float64=False)  # only counts non-zeros
     c = check_real("c (sketch-size constant)", c, minimum=0.0)
-    out = []
-    for w in ws:
-        n_out, n_in = (int(v) for v in w.shape)
-        j = int(max(nonzeros_per_row(w).max(), nonzeros_per_col(w).max()))
-        p = max(n_out, n_in)
-        k = theory_sketch_size(j, p, c)
-        k_int = math.ceil(k - 1e-9)
-        k_out, k_in = min(k_int, n_out), min(k_int, n_in)
-        out.append(SketchSize((n_out, n_in), j, p, float(k), k_out, k_in,
-                              bool(k_int > n_out or k_int > n_in), count_sketch(k_out, k_in)))
-    return out
+    return [sketch_size_for((int(w.shape[0]), int(w.shape[1])),
+                            int(max(nonzeros_per_row(w).max(), nonzeros_per_col(w).max())), c)
+            for w in ws]
+
+
+def sketch_size_for(shape: tuple[int, int], j: float, c: float = 1.0) -> SketchSize:
+    """The :class:`SketchSize` of an (out, in) layer with at most ``j`` non-zeros per line.
+
+    k = c sqrt(j p) ln p (:func:`theory_sketch_size`), p = max(out, in), each side
+    capped at the layer's dimension, as in :func:`sketch_sizes` (which passes the
+    realized maximum j of a pruned layer). ``j`` may come from a bound instead, e.g.
+    the reconstructed Lemma 5.1 (:func:`prunebounds.sparsity.lemma51_bound`) or
+    p chi(d) for the expected count; it is rounded up to an integer.
+    """
+    if len(shape) != 2:
+        raise ParameterError(f"shape must be (out, in), got {shape!r}")
+    n_out, n_in = (check_int("layer dimension", v, minimum=1) for v in shape)
+    j = math.ceil(check_real("j (non-zeros per line)", j, minimum=0.0) - 1e-9)
+    p = max(n_out, n_in)
+    k = theory_sketch_size(j, p, c)
+    k_int = math.ceil(k - 1e-9)
+    k_out, k_in = min(k_int, n_out), min(k_int, n_in)
+    return SketchSize((n_out, n_in), j, p, float(k), k_out, k_in,
+                      bool(k_int > n_out or k_int > n_in), count_sketch(k_out, k_in))
