@@ -170,3 +170,45 @@ def test_from_jsonable_refuses_values_of_the_wrong_type(tp, value):
 def test_to_jsonable_refuses_what_json_cannot_hold():
     with pytest.raises(TypeError, match="cannot store"):
         cache.to_jsonable({"f": object()})
+
+
+# ------------------------------------------------------------------ cached tensors
+def test_cached_tensors_round_trip_and_detect_damage(tmp_path):
+    import torch
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"w": torch.arange(6.0).reshape(2, 3), "mask": torch.tensor([True, False])}, \
+            {"acc": [0.5, 0.75], "rounds": 2}
+
+    t, info = cache.cached_tensors("demo-weights", {"n": 2}, compute, root=tmp_path)
+    t2, info2 = cache.cached_tensors("demo-weights", {"n": 2}, compute, root=tmp_path)
+    assert len(calls) == 1 and info2 == info == {"acc": [0.5, 0.75], "rounds": 2}
+    assert torch.equal(t2["w"], t["w"]) and t2["mask"].dtype == torch.bool
+    # a different configuration is another entry
+    cache.cached_tensors("demo-weights", {"n": 3}, compute, root=tmp_path)
+    assert len(calls) == 2
+    pt = sorted((tmp_path / "tensors").glob("*.pt"))[0]
+    manifest = pt.with_suffix(".json")
+    key_cfg = json.loads(manifest.read_text())["config"]
+    # flip one byte of the tensors: the checksum catches it and the entry is recomputed
+    raw = bytearray(pt.read_bytes())
+    raw[-20] ^= 0xFF
+    pt.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="checksum mismatch in the tensors"):
+        cache.cached_tensors("demo-weights", key_cfg, compute, root=tmp_path)
+    assert len(calls) == 3
+    # edit the info: caught by its own checksum
+    stored = json.loads(manifest.read_text())
+    stored["info"]["acc"][0] = 0.99
+    manifest.write_text(json.dumps(stored))
+    with pytest.warns(UserWarning, match="checksum mismatch in the info"):
+        _, info3 = cache.cached_tensors("demo-weights", key_cfg, compute, root=tmp_path)
+    assert info3["acc"][0] == 0.5 and len(calls) == 4
+
+
+def test_cached_tensors_refuses_what_is_not_tensors(tmp_path):
+    with pytest.raises(TypeError, match="dict of name -> tensor"):
+        cache.cached_tensors("demo-bad", {}, lambda: ({"w": [1.0]}, {}), root=tmp_path)

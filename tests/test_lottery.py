@@ -209,3 +209,82 @@ def test_imp_cached_computes_once(monkeypatch):
     again = lottery.imp_cached(WIDTHS, "synthetic", "global-20", 1, 1, 0, max_train=200, **kw)
     assert isinstance(again, lottery.IMPExperiment)
     assert cache.json_bytes(cache.to_jsonable(again)) == cache.json_bytes(cache.to_jsonable(first))
+
+
+# ------------------------------------------------------------------ several networks at once
+@pytest.fixture(scope="module")
+def stacked(bundle):
+    return lottery.imp_stacked(WIDTHS, bundle, ["frankle-carbin", "global-20"], 3, 1, seed=3,
+                               control_rounds=[2], progress=False)
+
+
+def _close_states(a, b, atol=1e-5):
+    return all(torch.allclose(a[k], b[k], atol=atol, rtol=1e-4) for k in a)
+
+
+def test_stacked_imp_equals_imp_one_network_at_a_time(stacked, fc_run, global_run):
+    """Training tickets side by side (batched products) gives the same rounds as the
+    torch.nn.utils.prune implementation, up to float rounding."""
+    for name, ref in (("frankle-carbin", fc_run), ("global-20", global_run)):
+        res = stacked.results[name]
+        assert [rd.index for rd in res.rounds] == [0, 1, 2, 3]
+        for a, b in zip(res.rounds, ref.rounds):
+            assert all(torch.equal(x, y) for x, y in zip(a.masks, b.masks))
+            assert all(torch.equal(x, y) for x, y in zip(a.next_masks, b.next_masks))
+            assert _close_states(a.state, b.state)
+            assert np.allclose(a.history.train_loss, b.history.train_loss, rtol=1e-4)
+            assert np.allclose(a.history.test_acc, b.history.test_acc, atol=1 / 500)
+
+
+def test_stacked_control_equals_random_reinit_control(bundle, stacked, fc_run):
+    assert set(stacked.controls["frankle-carbin"]) == {2}
+    ctrl = stacked.controls["frankle-carbin"][2]
+    ref = lottery.random_reinit_control(WIDTHS, bundle, fc_run.rounds[2].masks, 1, seed=3,
+                                        init_seed=lottery.control_seed(3, 2))
+    assert ctrl.fraction_left == pytest.approx(ref.fraction_left)
+    assert _close_states(ctrl.state, ref.state)
+    # and it is not the ticket: another initialisation
+    assert not _close_states(ctrl.state, stacked.results["frankle-carbin"].rounds[2].state,
+                             atol=1e-3)
+
+
+def test_a_stack_trains_its_networks_independently(bundle):
+    """A network trained alone and the same network trained beside others agree."""
+    states = [build(WIDTHS, s).state_dict() for s in (1, 2, 3)]
+    full = [torch.ones(o, i, dtype=torch.bool) for i, o in zip(WIDTHS[:-1], WIDTHS[1:])]
+    half = [torch.rand(o, i, generator=torch.Generator().manual_seed(0)) < 0.5
+            for i, o in zip(WIDTHS[:-1], WIDTHS[1:])]
+    opt = lottery.imp_optimiser("frankle-carbin-adam")
+    both = lottery.MaskedStack(states, [full, half, full], WIDTHS)
+    alone = lottery.MaskedStack(states[1:2], [half], WIDTHS)
+    hb = lottery.train_stack(both, bundle, opt, 2, seed=5)
+    ha = lottery.train_stack(alone, bundle, opt, 2, seed=5)
+    assert _close_states(both.states()[1], alone.states()[0])
+    assert np.allclose(hb[1].train_loss, ha[0].train_loss, rtol=1e-5)
+    w = both.states()[1]
+    for key, m in zip(("0.weight", "2.weight", "4.weight"), half):
+        assert bool((w[key][~m] == 0).all())          # pruned entries stay zero
+    assert not _close_states(both.states()[0], both.states()[2])  # different inits differ
+
+
+def test_late_rewinding_starts_every_round_from_the_given_weights(bundle):
+    start = build(WIDTHS, 9).state_dict()
+    res = lottery.imp_stacked(WIDTHS, bundle, ["frankle-carbin"], 1, 1, seed=3,
+                              initial=start, progress=False).results["frankle-carbin"]
+    assert all(torch.equal(res.initial[k], start[k]) for k in start)
+    net = build(WIDTHS, 0)
+    net.load_state_dict(start)
+    stack = lottery.MaskedStack([start], [res.rounds[1].masks], WIDTHS)
+    lottery.train_stack(stack, bundle, lottery.imp_optimiser("paper-mnist"), 1, seed=3)
+    assert _close_states(stack.states()[0], res.rounds[1].state, atol=1e-6)
+
+
+def test_stacked_imp_rejects_bad_arguments(bundle):
+    with pytest.raises(ParameterError, match="frankle-carbin-adam"):
+        lottery.imp_stacked(WIDTHS, bundle, ["frankle-carbin"], 1, 1, 0, optimiser="adam")
+    with pytest.raises(ParameterError, match="control rounds must lie in 0..1"):
+        lottery.imp_stacked(WIDTHS, bundle, ["frankle-carbin"], 1, 1, 0, control_rounds=[2])
+    with pytest.raises(ParameterError, match="each once"):
+        lottery.imp_stacked(WIDTHS, bundle, ["global-20", "global-20"], 1, 1, 0)
+    with pytest.raises(ParameterError, match="masks of layer 1"):
+        lottery.MaskedStack([build(WIDTHS, 0).state_dict()], [[torch.ones(3, 3)] * 3], WIDTHS)

@@ -15,7 +15,9 @@ every cached thing; it imports no model code (trained networks are cached by
 * :func:`cached_json` for results that are plain JSON (dicts, lists, numbers) and
   :func:`cached_result` for results that are (nested) dataclasses: they are written
   with :func:`to_jsonable` and rebuilt from the class's type hints by
-  :func:`from_jsonable`.
+  :func:`from_jsonable`;
+* :func:`cached_tensors` for tensors (trained weights, masks) with JSON info beside them,
+  stored with ``torch.save`` and read with ``torch.load(weights_only=True)``.
 
 Nothing is ever read with pickle. An entry that is unreadable, does not match its
 configuration or version, or whose checksum does not match its content (a value edited
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import platform
@@ -59,6 +62,7 @@ __all__ = [
     "cached_json",
     "cached_result",
     "clear",
+    "cached_tensors",
 ]
 
 CACHE_ENV = "PRUNEBOUNDS_CACHE"
@@ -350,3 +354,78 @@ def clear(root: Path | None = None) -> None:
     """Remove the whole cache folder."""
     shutil.rmtree(root or cache_root(), ignore_errors=True)
 
+
+
+# ------------------------------------------------------------------ cached tensors
+def _tensors_paths(kind: str, config: dict, root: Path | None,
+                   modules: tuple[str, ...] | None) -> tuple[Path, Path]:
+    stem = f"{kind}-{config_key(kind, config, code=source_fingerprint(modules))}"
+    folder = (root or cache_root()) / "tensors"
+    return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
+def _read_tensors(payload_path: Path, manifest_path: Path, kind: str,
+                  config: dict) -> tuple[dict[str, torch.Tensor], Any]:
+    """The stored tensors and info, after every check (raises on any mismatch)."""
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("kind") != kind or manifest.get("version") != __version__:
+        raise ValueError("kind or version mismatch")
+    if manifest.get("config") != json.loads(json.dumps(config)):
+        raise ValueError("configuration mismatch")
+    if manifest.get("info_sha256") != sha256(json_bytes(manifest.get("info"))):
+        raise ValueError("checksum mismatch in the info: it was changed after it was written")
+    payload = payload_path.read_bytes()
+    if manifest.get("sha256") != sha256(payload):
+        raise ValueError("checksum mismatch in the tensors")
+    tensors = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor)
+                                                for v in tensors.values()):
+        raise ValueError("the stored payload is not a dict of tensors")
+    return tensors, manifest["info"]
+
+
+def cached_tensors(kind: str, config: dict,
+                   compute: Callable[[], tuple[dict[str, torch.Tensor], Any]], *,
+                   use_cache: bool = True, root: Path | None = None,
+                   modules: tuple[str, ...] | None = None
+                   ) -> tuple[dict[str, torch.Tensor], Any]:
+    """Tensors (trained weights, masks) and JSON info, computed once per configuration.
+
+    ``compute()`` returns ``(tensors, info)``: a dict of name -> tensor and a plain-JSON
+    value. They are stored as ``<cache>/tensors/<kind>-<key>.pt`` (``torch.save`` of the
+    tensors moved to the CPU) and ``<kind>-<key>.json`` (the configuration, the version,
+    the info and the SHA-256 of both), each written atomically, the manifest last. On
+    reading, both checksums are compared and the tensors are loaded with
+    ``torch.load(weights_only=True)`` (no pickle of arbitrary objects). A damaged,
+    mismatched or edited entry is reported with a warning and recomputed. Returns
+    ``(tensors, info)`` on the CPU, whether computed now or read back.
+
+    The key covers the source of the whole package, or only of ``modules`` (file names
+    such as ``"lottery.py"``) when given: the modules the tensors depend on, so that an
+    edit elsewhere does not retrain a network.
+    """
+    payload_path, manifest_path = _tensors_paths(kind, config, root, modules)
+    if use_cache and manifest_path.exists():
+        try:
+            return _read_tensors(payload_path, manifest_path, kind, config)
+        except Exception as exc:  # any damage means: recompute, never crash
+            warnings.warn(f"cached tensors {manifest_path} are damaged ({exc}); recomputing",
+                          stacklevel=2)
+    tensors, info = compute()
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in tensors.items()):
+        raise TypeError("compute() must return (dict of name -> tensor, info)")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    info = json.loads(json_bytes(info))  # plain JSON, exactly as it will be read back
+    if use_cache:
+        if manifest_path.exists():  # an old or damaged entry: invalidate before rewriting
+            manifest_path.unlink()
+        buf = io.BytesIO()
+        torch.save(tensors, buf)
+        payload = buf.getvalue()
+        atomic_write_bytes(payload_path, payload)
+        atomic_write_bytes(manifest_path, json_bytes({
+            "kind": kind, "config": config, "version": __version__, "sha256": sha256(payload),
+            "info": info, "info_sha256": sha256(json_bytes(info)),
+            "meta": environment_stamp()}))
+    return tensors, info

@@ -34,6 +34,14 @@ book asks of each round (accuracy, Gaussianity of the surviving weights, row and
 sparsity, the Gaussian rule on the survivors, the pruning error of the next step, and
 the counting bounds for the sparse network), and :func:`imp_cached` runs and measures a
 whole experiment once and caches the numbers as JSON.
+
+:func:`imp_stacked` runs the same procedure for several schedules at once, organised by
+round: the tickets of every schedule and the round's controls are trained side by side
+as one :class:`MaskedStack` (weights stacked along a first axis, batched products), by
+:func:`train_stack`, with the sums kept on the device and read once per round; it also
+rewinds to given weights (late rewinding, Frankle et al. 2020) and trains with Frankle &
+Carbin's Adam (:data:`IMP_OPTIMISERS`). Its rounds are :class:`IMPResult` objects, so
+:func:`analyse_round` applies to them.
 """
 
 from __future__ import annotations
@@ -55,12 +63,12 @@ from tqdm import tqdm
 
 from .bounds import Bound, counting_bound, paper_bound, sparse_count_bound
 from .cache import cached_result
-from .data import DataBundle, load
+from .data import DataBundle, batches, load
 from .devices import resolve_device
 from .discretization import discretize_model
 from .errors import ParameterError
 from .gaussianity import excess_kurtosis, rule_expectations_empirical
-from .margins import error_rate, logits, margin_percentile, margins, model_accuracy
+from .margins import error_rate, logits, margin_percentile, margins, model_accuracy, n_correct
 from .models import build, linear_layers, resolve_widths
 from .perturbation import needed_margin, output_change
 from .pruning import d_for_keep
@@ -99,6 +107,14 @@ __all__ = [
     "IMPExperiment",
     "run_experiment",
     "imp_cached",
+    "AdamConfig",
+    "IMP_OPTIMISERS",
+    "imp_optimiser",
+    "MaskedStack",
+    "train_stack",
+    "next_masks",
+    "StackedIMP",
+    "imp_stacked",
 ]
 
 #: Bins of the standardized histograms of surviving weights (z = (w - mean) / sd).
@@ -875,3 +891,283 @@ def imp_cached(arch: Any, dataset: str, preset: str, rounds: int, epochs_per_rou
                               optimiser=optimiser, progress=progress, device=device)
 
     return cached_result("lottery-imp", config, compute, IMPExperiment, use_cache=use_cache)
+
+
+# --------------------------------------------------------------------------- many networks at once
+@dataclass(frozen=True)
+class AdamConfig:
+    """Adam (Kingma & Ba 2015) with a constant learning rate.
+
+    ``frankle-carbin-adam`` in :data:`IMP_OPTIMISERS` is Frankle & Carbin's training of
+    LeNet-300-100 (learning rate 1.2e-3, batches of 60; *theirs*).
+    """
+
+    lr: float
+    batch_size: int
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check_real("lr", self.lr, minimum=0.0)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_real("weight_decay", self.weight_decay, minimum=0.0)
+
+    def as_dict(self) -> dict:
+        return {"algorithm": "adam", **asdict(self)}
+
+
+#: The optimisers of :func:`imp_stacked`: the book's SGD presets and Frankle & Carbin's Adam.
+IMP_OPTIMISERS: dict[str, OptimiserConfig | AdamConfig] = {
+    **OPTIMISERS, "frankle-carbin-adam": AdamConfig(lr=1.2e-3, batch_size=60)}
+
+
+def imp_optimiser(name: str) -> OptimiserConfig | AdamConfig:
+    """The named optimiser of :data:`IMP_OPTIMISERS`."""
+    return IMP_OPTIMISERS[check_choice("optimiser", name, IMP_OPTIMISERS)]
+
+
+class MaskedStack(nn.Module):
+    """S masked ReLU MLPs of the same widths, evaluated together by batched products.
+
+    Network s has weights ``weights[l][s]`` (out x in), biases ``biases[l][s]`` and masks
+    ``masks[l][s]``; it computes A^L phi(... phi((M^1 * W^1) x + b^1)), the network of
+    :class:`prunebounds.models.MLP` under ``torch.nn.utils.prune``'s parametrization
+    weight = weight_orig * weight_mask. The parameters are (S, out, in) tensors, so an
+    optimiser that acts entry by entry (SGD with weight decay, Adam) is S independent
+    optimisers, and the loss of :func:`train_stack`, the sum of the S mean losses, gives
+    each network the gradient of its own loss: the S networks train independently, on
+    the same batches, in one pass.
+
+    Args:
+        states: S state dicts of :class:`prunebounds.models.MLP` networks of ``widths``.
+        masks: S lists of one bool mask (out x in) per linear layer.
+        widths: the common widths.
+    """
+
+    def __init__(self, states: Sequence[dict[str, torch.Tensor]],
+                 masks: Sequence[Sequence[torch.Tensor]], widths: Sequence[int]):
+        super().__init__()
+        self.widths = resolve_widths(widths)
+        if not states or len(states) != len(masks):
+            raise ParameterError(f"need as many masks as states (at least one), got "
+                                 f"{len(masks)} and {len(states)}")
+        names = [n for n, m in build(self.widths, 0).named_modules() if isinstance(m, nn.Linear)]
+        self.names = names
+        w, b, mk = [], [], []
+        for l, name in enumerate(names):
+            w.append(nn.Parameter(torch.stack([s[f"{name}.weight"].detach().float()
+                                               for s in states]).clone()))
+            b.append(nn.Parameter(torch.stack([s[f"{name}.bias"].detach().float()
+                                               for s in states]).clone()))
+            shapes = {tuple(m[l].shape) for m in masks}
+            if shapes != {tuple(w[-1].shape[1:])}:
+                raise ParameterError(f"masks of layer {l + 1} have shapes {sorted(shapes)}, "
+                                     f"the layer's weight {tuple(w[-1].shape[1:])}")
+            mk.append(torch.stack([m[l].bool() for m in masks]))
+        self.weights, self.biases = nn.ParameterList(w), nn.ParameterList(b)
+        for l, m in enumerate(mk):
+            self.register_buffer(f"mask{l}", m)
+
+    def masks(self) -> list[torch.Tensor]:
+        return [getattr(self, f"mask{l}") for l in range(len(self.names))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of the S networks on the same inputs x (n x in): S x n x classes."""
+        n, last = len(x), len(self.names) - 1
+        h = x
+        for l, (W, b, M) in enumerate(zip(self.weights, self.biases, self.masks())):
+            Wm = W * M
+            if l == 0:  # the inputs are shared: one product for the S networks together
+                S, out, _ = Wm.shape
+                h = nn.functional.linear(x, Wm.reshape(S * out, -1), b.reshape(-1))
+                h = h.view(n, S, out).transpose(0, 1)
+            else:
+                h = torch.baddbmm(b[:, None, :], h, Wm.transpose(1, 2))
+            if l < last:
+                h = torch.relu(h)
+        return h
+
+    def states(self) -> list[dict[str, torch.Tensor]]:
+        """The S trained networks as plain MLP state dicts on the CPU (pruned weights 0)."""
+        out = []
+        for s in range(len(self.weights[0])):
+            st = {}
+            for name, W, b, M in zip(self.names, self.weights, self.biases, self.masks()):
+                st[f"{name}.weight"] = (W[s] * M[s]).detach().cpu().clone()
+                st[f"{name}.bias"] = b[s].detach().cpu().clone()
+            out.append(st)
+        return out
+
+
+def _stack_optimiser(stack: MaskedStack, opt: OptimiserConfig | AdamConfig):
+    if isinstance(opt, AdamConfig):
+        return torch.optim.Adam(stack.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    return torch.optim.SGD(stack.parameters(), lr=opt.lr, momentum=opt.momentum,
+                           weight_decay=opt.weight_decay)
+
+
+@torch.no_grad()
+def _stack_correct(stack: MaskedStack, X: torch.Tensor, y: torch.Tensor,
+                   batch_size: int = 8192) -> torch.Tensor:
+    """Per network, the number of samples with a positive margin (on the device)."""
+    total = torch.zeros(len(stack.weights[0]), dtype=torch.int64, device=X.device)
+    for i in range(0, len(y), batch_size):
+        out = stack(X[i:i + batch_size])
+        total += torch.stack([n_correct(o, y[i:i + batch_size]) for o in out])
+    return total
+
+
+def train_stack(stack: MaskedStack, data: DataBundle, opt: OptimiserConfig | AdamConfig,
+                epochs: int, seed: int, *, train_accuracy: bool = True) -> list[MaskedHistory]:
+    """Train the S networks of ``stack`` together, in place; one history per network.
+
+    The batch order comes from a CPU generator seeded with ``seed`` (the order of
+    :func:`_train_masked`, so every network and every round sees the same batches) and is
+    moved to the stack's device once per epoch. The loss is the sum over networks of
+    their mean cross-entropy on the batch. Running losses and the per-epoch validation
+    and test counts stay on the device and are read once, at the end: no step waits for
+    the device. Accuracies count a sample as correct when its margin is positive
+    (:func:`prunebounds.margins.n_correct`; ties are errors). ``train_accuracy=False``
+    skips the pass over the training set that measures the final training accuracy
+    (``train_acc`` is then NaN).
+    """
+    epochs = check_int("epochs", epochs, minimum=1)
+    if getattr(opt, "augment", False):
+        raise ParameterError("train_stack does not augment: use an MNIST optimiser preset")
+    dev = stack.weights[0].device
+    X, y = data.train.X.to(dev), data.train.y.to(dev)
+    Xv, yv = data.val.X.to(dev), data.val.y.to(dev)
+    Xt, yt = data.test.X.to(dev), data.test.y.to(dev)
+    S = len(stack.weights[0])
+    optimiser = _stack_optimiser(stack, opt)
+    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    losses, val, test = [], [], []
+    for _ in range(epochs):
+        stack.train()
+        order = torch.cat(batches(len(y), opt.batch_size, gen)).to(dev).split(opt.batch_size)
+        total = torch.zeros(S, dtype=torch.float64, device=dev)
+        for idx in order:
+            out = stack(X[idx])
+            per_net = torch.stack([nn.functional.cross_entropy(o, y[idx]) for o in out])
+            optimiser.zero_grad(set_to_none=True)
+            per_net.sum().backward()
+            optimiser.step()
+            total += per_net.detach().to(torch.float64) * len(idx)
+        losses.append(total / len(y))
+        stack.eval()
+        val.append(_stack_correct(stack, Xv, yv))
+        test.append(_stack_correct(stack, Xt, yt))
+    train_correct = _stack_correct(stack, X, y) if train_accuracy else None
+    L, V, T = (torch.stack(v).cpu() for v in (losses, val, test))  # the one read-back
+    tr = train_correct.cpu() if train_accuracy else torch.full((S,), float("nan"))
+    return [MaskedHistory(train_loss=tuple(float(v) for v in L[:, s]),
+                          val_acc=tuple(float(v) / max(len(yv), 1) for v in V[:, s]),
+                          test_acc=tuple(float(v) / max(len(yt), 1) for v in T[:, s]),
+                          train_acc=float(tr[s]) / len(y)) for s in range(S)]
+
+
+def next_masks(widths: Sequence[int], state: dict[str, torch.Tensor],
+               masks: Sequence[torch.Tensor], preset: str | Preset) -> list[torch.Tensor]:
+    """The mask of the next round: :func:`prune_step` on a trained network.
+
+    The network of ``widths`` with the trained ``state`` and its current ``masks`` (as
+    ``torch.nn.utils.prune`` masks) is pruned once by ``preset``; returns the new masks
+    (bool, CPU). This is the same pruning as in :func:`imp`.
+    """
+    model = build(widths, 0)
+    model.load_state_dict({k: v.cpu() for k, v in state.items()})
+    layers = _apply_masks(model, [m.cpu() for m in masks])
+    prune_step(model, preset)
+    return _masks(layers)
+
+
+@dataclass
+class StackedIMP:
+    """The result of :func:`imp_stacked`: per preset the tickets' :class:`IMPResult` and
+    the controls (round -> :class:`ControlRun`)."""
+
+    results: dict[str, IMPResult]
+    controls: dict[str, dict[int, ControlRun]]
+    seconds: float
+
+
+def imp_stacked(widths: Sequence[int], data: DataBundle, presets: Sequence[str],
+                rounds: int, epochs_per_round: int, seed: int, *,
+                optimiser: str = "paper-mnist", initial: dict[str, torch.Tensor] | None = None,
+                control_rounds: Sequence[int] = (), device: str | torch.device | None = None,
+                train_accuracy: bool = True, progress: bool = True) -> StackedIMP:
+    """Iterative magnitude pruning for several schedules, tickets and controls trained together.
+
+    The same procedure as :func:`imp` and :func:`random_reinit_control`, organised by
+    round: in round k the ticket of every preset (theta_0 under its mask m_k) and, when
+    k is in ``control_rounds``, its random re-initialization control (a fresh
+    initialisation, seed :func:`control_seed` (seed, k), under the same m_k) are trained
+    side by side by :func:`train_stack` on ``device``, with the batch order of ``seed``;
+    then :func:`next_masks` prunes each ticket once more.
+
+    Args:
+        widths: the MLP's widths.
+        presets: names in :data:`PRESETS`.
+        rounds: R; rounds 0 (dense), 1, ..., R are trained.
+        epochs_per_round: training epochs of every round.
+        seed: initialisation (unless ``initial`` is given) and batch order.
+        optimiser: a name of :data:`IMP_OPTIMISERS`.
+        initial: the weights to rewind to (a state dict of the MLP): theta_0 by default
+            (the network of ``widths`` initialised with ``seed``); the weights after some
+            training for *late rewinding* (Frankle et al. 2020).
+        control_rounds: rounds whose masks also get a control.
+        device: where to train (:func:`prunebounds.devices.resolve_device`; default
+            ``"auto"``); results are kept on the CPU.
+        train_accuracy: measure each network's final training accuracy (one more pass
+            over the training set per round; NaN when False).
+
+    Returns:
+        :class:`StackedIMP`; ``results[p]`` is an :class:`IMPResult` as :func:`imp`
+        returns it (so :func:`analyse_round` applies), ``controls[p][k]`` a
+        :class:`ControlRun`.
+    """
+    widths = resolve_widths(widths)
+    ps = [_preset(p) for p in presets]
+    if not ps or len({p.name for p in ps}) != len(ps):
+        raise ParameterError("presets must name at least one schedule, each once")
+    rounds = check_int("rounds", rounds, minimum=0)
+    epochs = check_int("epochs_per_round", epochs_per_round, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    opt = imp_optimiser(optimiser)
+    ks = sorted({check_int("control round", k, minimum=0) for k in control_rounds})
+    if ks and ks[-1] > rounds:
+        raise ParameterError(f"control rounds must lie in 0..{rounds}, got {ks[-1]}")
+    dev = resolve_device(device)
+    template = build(widths, seed)
+    if initial is not None:
+        template.load_state_dict(initial)
+    theta0 = {k: v.detach().clone() for k, v in template.state_dict().items()}
+    full = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in linear_layers(template)]
+    masks = {p.name: full for p in ps}
+    results = {p.name: IMPResult(p, copy.deepcopy(template), theta0, opt, epochs, seed)
+               for p in ps}
+    controls: dict[str, dict[int, ControlRun]] = {p.name: {} for p in ps}
+    start = time.perf_counter()
+    bar = tqdm(range(rounds + 1), desc=f"IMP {'-'.join(map(str, widths))}", unit="round",
+               disable=not progress, file=sys.stderr, leave=False)
+    for k in bar:
+        jobs = [(p.name, False) for p in ps] + [(p.name, True) for p in ps if k in ks]
+        states = [build(widths, control_seed(seed, k)).state_dict() if ctrl else theta0
+                  for _, ctrl in jobs]
+        stack = MaskedStack(states, [masks[name] for name, _ in jobs], widths).to(dev)
+        t0 = time.perf_counter()
+        hists = train_stack(stack, data, opt, epochs, seed, train_accuracy=train_accuracy)
+        seconds = (time.perf_counter() - t0) / len(jobs)
+        current = dict(masks)  # the masks of round k (tickets get their next ones below)
+        for (name, ctrl), st, hist in zip(jobs, stack.states(), hists):
+            m = current[name]
+            left = sum(int(x.sum()) for x in m) / sum(x.numel() for x in m)
+            if ctrl:
+                controls[name][k] = ControlRun(hist, float(left), st)
+                continue
+            nxt = next_masks(widths, st, m, results[name].preset)
+            results[name].rounds.append(IMPRound(k, [x.clone() for x in m], st, nxt, hist,
+                                                 seconds))
+            masks[name] = nxt
+        bar.set_postfix(left=f"{results[ps[0].name].rounds[-1].fraction_left:.3f}",
+                        test_acc=f"{hists[0].test_acc[-1]:.4f}")
+    return StackedIMP(results, controls, time.perf_counter() - start)
