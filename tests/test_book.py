@@ -58,13 +58,45 @@ def test_only_one_twin_of_each_pair_is_a_page():
     assert {"_build", "**.ipynb_checkpoints"} <= set(excluded)
 
 
+CPU_TORCH_OPTIONS = {"--extra-index-url https://download.pytorch.org/whl/cpu",
+                     "--index-url https://download.pytorch.org/whl/cpu"}
+
+
 def test_environment_yml_matches_pyproject():
+    """Same packages and floors as pyproject.toml, plus one pip option line that makes
+    Binder install the CPU build of torch (PyPI's brings ~3 GB of CUDA libraries)."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    options = [x for x in pip if x.startswith("-")]
+    packages = [x for x in pip if not x.startswith("-")]
+    assert len(options) == 1 and " ".join(options[0].split()) in CPU_TORCH_OPTIONS, options
     declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["book"]
     norm = lambda xs: sorted(x.replace(" ", "").lower() for x in xs)  # noqa: E731
-    assert norm(pip) == norm(declared)
+    assert norm(packages) == norm(declared)
     assert "pip install" in (ROOT / "postBuild").read_text()
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    floor = PYPROJECT["project"]["requires-python"].removeprefix(">=")
+    assert tuple(map(int, python.split("=")[1].split("."))) >= tuple(map(int, floor.split(".")))
+
+
+def test_floors_cover_what_the_code_calls():
+    """Floors the code needs: tomllib (the tests) needs Python 3.11; SciPy's
+    anderson(method=...) arrived in 1.17; ipykernel < 6.3.1 cannot start a kernel with
+    today's jupyter_client (found by .ci/lowest-versions, which checks all floors)."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    floors = {}
+    for spec in PYPROJECT["project"]["dependencies"] + [
+            d for ds in PYPROJECT["project"]["optional-dependencies"].values() for d in ds]:
+        req = Requirement(spec)
+        lows = [Version(s.version) for s in req.specifier if s.operator == ">="]
+        assert lows, f"{spec}: no floor"
+        floors[req.name] = lows[0]
+    assert PYPROJECT["project"]["requires-python"] == ">=3.11"
+    assert floors["scipy"] >= Version("1.17") and floors["ipykernel"] >= Version("6.3.1")
+    assert floors["numpy"] >= Version("1.26.4")  # SciPy 1.17's own floor
+    assert "constriction" in floors
 
 
 def test_jupyter_book_is_pinned_below_2():
