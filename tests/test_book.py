@@ -120,24 +120,66 @@ def _make_targets() -> set[str]:
     return set(re.findall(r"^([a-zA-Z][\w-]*):", text, flags=re.M))
 
 
+def _workflows() -> dict[str, dict]:
+    return {f.name: yaml.safe_load(f.read_text())
+            for f in sorted((ROOT / ".github" / "workflows").glob("*.yml"))}
+
+
 def test_workflows_run_makefile_targets():
     targets = _make_targets()
-    flows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-    assert {f.name for f in flows} == {"book.yml", "linkcheck.yml"}
-    for flow in flows:
-        spec = yaml.safe_load(flow.read_text())
-        assert spec.get("jobs"), flow.name
+    flows = _workflows()
+    assert set(flows) == {"book.yml", "linkcheck.yml", "test.yml"}
+    for name, spec in flows.items():
+        assert spec.get("jobs"), name
         runs = [step["run"] for job in spec["jobs"].values() for step in job.get("steps", [])
                 if "run" in step]
         for cmd in runs:
             words = cmd.split()
-            assert words[0] == "make" and words[1] in targets, f"{flow.name}: {cmd!r} is not a make target"
-    book = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+            assert words[0] == "make" and words[1] in targets, f"{name}: {cmd!r} is not a make target"
+    book = flows["book.yml"]
     assert book[True]["push"]["branches"] == ["main"]  # YAML reads the key `on` as True
     steps = [s.get("uses", "") for s in book["jobs"]["deploy"]["steps"]]
     assert any(u.startswith("actions/deploy-pages") for u in steps)
-    link = yaml.safe_load((ROOT / ".github" / "workflows" / "linkcheck.yml").read_text())
-    assert "schedule" in link[True]
+    assert "schedule" in flows["linkcheck.yml"][True]
+
+
+# The current major of every action the workflows use (checked 2026-07 in the actions'
+# repositories: all run on Node 24; Node 20 was retired from GitHub's runners in 2026).
+# A new action must be added here, with its current major.
+CURRENT_ACTIONS = {
+    "actions/checkout": "v7",
+    "actions/setup-python": "v7",
+    "actions/cache": "v5",
+    "actions/upload-pages-artifact": "v5",
+    "actions/deploy-pages": "v5",
+}
+
+
+def test_workflows_use_current_actions_pip_cache_and_cpu_torch():
+    for name, spec in _workflows().items():
+        for job_name, job in spec["jobs"].items():
+            for step in job.get("steps", []):
+                if "uses" not in step:
+                    continue
+                action, _, ref = step["uses"].partition("@")
+                assert action in CURRENT_ACTIONS, f"{name}: {action} is not in CURRENT_ACTIONS"
+                assert ref == CURRENT_ACTIONS[action], \
+                    f"{name}: {action}@{ref}, the current major is {CURRENT_ACTIONS[action]}"
+                if action == "actions/setup-python":
+                    assert step["with"].get("cache") == "pip", f"{name}: no pip cache"
+            installs = any("make" in s.get("run", "") for s in job.get("steps", []))
+            if installs:  # every job that installs takes torch from the CPU index
+                env = {**spec.get("env", {}), **job.get("env", {})}
+                assert env.get("PIP_EXTRA_INDEX_URL") == "https://download.pytorch.org/whl/cpu", \
+                    f"{name}/{job_name}: torch would come from PyPI (CUDA build)"
+
+
+def test_pull_requests_run_make_test():
+    flows = _workflows()
+    on_pr = [name for name, spec in flows.items() if "pull_request" in spec[True]]
+    assert on_pr == ["test.yml"]
+    runs = [s.get("run") for job in flows["test.yml"]["jobs"].values() for s in job["steps"]]
+    assert "make test" in runs
 
 
 def _glued_names(source: str) -> list[re.Pattern]:
