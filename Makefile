@@ -7,7 +7,8 @@
 #                                          headless Chromium with the network blocked
 #   make linkcheck                         check the book's external links (needs network)
 #   make bench                             speed benchmarks (ratios, not assertions)
-#   make sync                              re-pair every chapter's .md and .ipynb
+#   make sync                              write the Colab install cell, re-pair
+#                                          every chapter's .md and .ipynb
 #
 # A virtual environment is created in .venv unless one is active already.
 
@@ -42,7 +43,7 @@ BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 .PHONY: help install data main-network execute book test check-site linkcheck bench sync clean clean-cache FORCE
 
 help:
-	@sed -n '1,15p' Makefile
+	@sed -n '1,13p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +100,7 @@ book: $(BOOK_PAGES) _config.yml _toc.yml | $(STAMP)
 	ln -s $(CURDIR)/src $(STAGE)/src
 	cp -p $(EXECUTED) $(STAGE)/notebooks/
 	cp -p $(CHAPTERS:%=notebooks/%.md) $(STAGE)/notebooks/   # text sources, for download
+	$(PY) tools/stamp_install_cell.py --ref HEAD $(STAGE)/notebooks/*   # Colab: this commit
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output _build/site -W -n --keep-going
 	rm -rf _build/html && ln -s site/_build/html _build/html
 	@echo "The book is in _build/html/index.html (profile $(PROFILE))."
@@ -125,6 +127,7 @@ bench: $(STAMP) data
 	$(PY) benchmarks/bounds_sweep.py
 
 sync: $(STAMP)
+	$(PY) tools/stamp_install_cell.py notebooks/*.md
 	$(VENV)/bin/jupytext --sync notebooks/*.md
 
 clean:

@@ -4,7 +4,12 @@ bad parameters), checked by running them, not by comparing strings."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import shutil
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import papermill as pm
@@ -82,3 +87,191 @@ def test_pruning_parameter_has_an_upper_bound(tmp_path, chapter, bad):
     assert err.value.ename == "ParameterError"
     assert "must be <= 100.0" in err.value.evalue
     assert err.value.cell_index <= 6, "the check must come before any computation"
+
+
+# ----------------------------------------------------------------- the Colab install cell
+stamp = _load_tool("stamp_install_cell")
+URL, BRANCH = stamp.config(ROOT)
+CHAPTERS = sorted((ROOT / "notebooks").glob("*.md"))
+
+
+def _install_cell(path: Path) -> str:
+    import jupytext
+
+    nb = jupytext.read(path)
+    return next(c.source for c in nb.cells if c.cell_type == "code")
+
+
+def test_committed_chapters_install_the_branch_colab_opens():
+    """Every chapter's first cell is the tool's cell, installing _config.yml's address at
+    _config.yml's branch (the branch the Colab button opens the notebook from)."""
+    notebooks = [*CHAPTERS, *(md.with_suffix(".ipynb") for md in CHAPTERS)]
+    assert stamp.main(["--check", *map(str, notebooks)]) == 0, "run `make sync`"
+    for path in notebooks:
+        assert f'PACKAGE = "prunebounds @ git+{URL}@{BRANCH}"' in _install_cell(path), path.name
+
+
+def test_the_address_is_written_once(tmp_path):
+    """_config.yml holds the address; pyproject.toml and the README agree with it; the
+    tool writes a changed address into the chapters (and only there)."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["urls"]["Repository"] == URL
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", readme)) == {URL}
+    md = tmp_path / "setting.md"
+    md.write_text((ROOT / "notebooks" / "setting.md").read_text())
+    new = stamp.stamp_text(md, md.read_text(), stamp.cell("https://example.org/fork/book", "dev"))
+    assert 'PACKAGE = "prunebounds @ git+https://example.org/fork/book@dev"' in new
+    assert new.replace(stamp.cell("https://example.org/fork/book", "dev"),
+                       stamp.cell(URL, BRANCH)) == md.read_text()
+
+
+def test_publication_copies_get_the_commit(tmp_path):
+    """`make book` stamps `git rev-parse HEAD` into the copies it publishes; the tracked
+    chapters are untouched."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    before = {p: p.read_bytes() for p in (ROOT / "notebooks").iterdir()}
+    copies = []
+    for suffix in (".md", ".ipynb"):
+        copy = tmp_path / f"setting{suffix}"
+        copy.write_bytes((ROOT / "notebooks" / f"setting{suffix}").read_bytes())
+        copies.append(copy)
+    assert stamp.main(["--ref", "HEAD", *map(str, copies)]) == 0
+    for copy in copies:
+        assert f"git+{URL}@{head}\"" in _install_cell(copy)
+    assert {p: p.read_bytes() for p in (ROOT / "notebooks").iterdir()} == before
+
+
+def _run_cell(python: str, code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a cell's code as Colab would: with the module google.colab loaded."""
+    harness = ("import sys, types\n"
+               "sys.modules['google'] = types.ModuleType('google')\n"
+               "sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+               f"exec(compile({code!r}, 'install-cell', 'exec'))\n")
+    return subprocess.run([python, "-c", harness], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel of the checkout's package, built offline in a scratch copy."""
+    build = tmp_path_factory.mktemp("wheel")
+    src = build / "project"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(build / "dist"), str(src)], env=_clean_env(),
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    (whl,) = (build / "dist").glob("prunebounds-*.whl")
+    return whl
+
+
+@pytest.mark.notebooks
+def test_colab_cell_installs_the_package_and_a_chapter_runs(tmp_path, wheel):
+    """The install cell's own code, with only its address swapped for a wheel of this
+    checkout, installs the package into a fresh virtual environment; the package
+    imported there is the installed wheel, and a smoke chapter runs end to end.
+
+    The heavy dependencies (torch, ...) and pip come from this environment's
+    site-packages through a .pth line (a plain path: the editable install there stays
+    inactive), so nothing is downloaded (pip runs with --no-index)."""
+    venv = tmp_path / "venv"
+    # without the pip/setuptools of ensurepip: Python 3.11's bundled setuptools is older
+    # than torch requires, and offline it cannot be upgraded; pip comes through the .pth
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "shared_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = _clean_env(PRUNEBOUNDS_CACHE=str(tmp_path / "cache"), PRUNEBOUNDS_DATA=str(tmp_path / "data"),
+                     PRUNEBOUNDS_PROFILE="smoke", MPLBACKEND="Agg")
+    probe = subprocess.run([python, "-c", "import prunebounds"], env=env, capture_output=True)
+    assert probe.returncode != 0, "the fresh environment must not see the package before the cell"
+
+    code = _install_cell(ROOT / "notebooks" / "setting.ipynb")
+    address = f"git+{URL}@{BRANCH}"
+    assert code.count(address) == 1
+    res = _run_cell(python, code.replace(address, wheel.as_uri()), env, tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "installed prunebounds @ file:" in res.stdout
+
+    where = subprocess.run([python, "-c", "import prunebounds; print(prunebounds.__file__)"],
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(Path(purelib)), f"imported {where}, not the installed wheel"
+
+    import jupytext
+
+    script = tmp_path / "setting.py"
+    script.write_text(jupytext.writes(jupytext.read(ROOT / "notebooks" / "setting.md"), fmt="py:percent"))
+    run = subprocess.run([python, str(script)], cwd=ROOT / "notebooks", env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_colab_cell_failure_says_what_to_do(tmp_path):
+    """A broken address: the cell stops with what failed and what to do, not a bare
+    CalledProcessError."""
+    code = _install_cell(ROOT / "notebooks" / "setting.ipynb")
+    broken = (tmp_path / "no-such-prunebounds-0.1.0-py3-none-any.whl").as_uri()
+    res = _run_cell(sys.executable, code.replace(f"git+{URL}@{BRANCH}", broken), _clean_env(), tmp_path)
+    assert res.returncode != 0
+    assert "RuntimeError: Installing the helper package failed" in res.stderr
+    assert "Runtime > Restart session" in res.stderr and f"!pip install 'prunebounds @ {broken}'" in res.stderr
+    assert "CalledProcessError" not in res.stderr
+
+
+# ----------------------------------------------------------------- CI and the browser
+def _ci_sandbox(tmp_path: Path, *, chromium: bool, site_tests: str) -> tuple[Path, dict]:
+    """A copy of .ci/run with stubs: `make test` writes a JUnit report whose site tests
+    are `site_tests` (passed/skipped), apt-get fails (no registry), the lowest-versions
+    check only says it ran; PATH holds only the tools the script needs."""
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
+    lowest = tmp_path / ".ci" / "lowest-versions"
+    lowest.write_text("#!/bin/sh\necho lowest-versions-ran\n")
+    lowest.chmod(0o755)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("bash", "dirname", "mkdir", "id", "python3", "env"):
+        (bin_ / tool).symlink_to(shutil.which(tool))
+    skipped = '<skipped message="no Chromium"/>' if site_tests == "skipped" else ""
+    report = (f'<testsuites><testsuite><testcase classname="tests.test_site" name="test_pages">'
+              f'{skipped}</testcase><testcase classname="tests.test_book" name="t"/>'
+              f"</testsuite></testsuites>")
+    stubs = {"make": f"#!/bin/sh\necho make-$1-ran\necho '{report}' > _build/ci/junit.xml\n",
+             "apt-get": "#!/bin/sh\nexit 100\n"}
+    if chromium:
+        stubs["chromium"] = "#!/bin/sh\nexit 0\n"
+    for name, text in stubs.items():
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    return tmp_path / ".ci" / "run", {"PATH": str(bin_), "HOME": str(tmp_path)}
+
+
+@pytest.mark.parametrize("chromium, site_tests, code, lowest, says", [
+    (True, "passed", 0, True, "browser check: 1 site tests ran"),
+    (True, "skipped", 1, False, "the browser check did not run"),
+    # Chromium cannot be installed: everything else runs, then the run fails loudly
+    (False, "skipped", 1, True, "NO CHROMIUM: the rendered pages were NOT checked"),
+])
+def test_ci_fails_unless_the_pages_were_checked_in_a_browser(tmp_path, chromium, site_tests,
+                                                             code, lowest, says):
+    script, env = _ci_sandbox(tmp_path, chromium=chromium, site_tests=site_tests)
+    res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == code, out
+    assert says in out and "make-test-ran" in out
+    assert ("lowest-versions-ran" in out) == lowest
