@@ -275,3 +275,43 @@ def test_ci_fails_unless_the_pages_were_checked_in_a_browser(tmp_path, chromium,
     assert res.returncode == code, out
     assert says in out and "make-test-ran" in out
     assert ("lowest-versions-ran" in out) == lowest
+
+
+# ----------------------------------------------------------------- the built book
+def _downloads(site: Path) -> list[Path]:
+    return sorted(p for p in (site / "_downloads").rglob("*") if p.suffix in (".ipynb", ".md"))
+
+
+def test_published_notebooks_install_the_commit_they_were_built_from(built_site):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    files = _downloads(built_site)
+    assert {f"{md.stem}{s}" for md in CHAPTERS for s in (".ipynb", ".md")} <= {p.name for p in files}
+    for path in files:
+        cell = _install_cell(path)
+        assert f'PACKAGE = "prunebounds @ git+{URL}@{head}"' in cell, path.name
+
+
+def test_tables_are_numbered_in_the_book_and_html_in_jupyter(built_site):
+    """Every table a chapter printed: its output holds HTML (what Jupyter and Colab show)
+    and the MyST directive, and the book page shows it as a numbered table."""
+    import json
+
+    seen = 0
+    for path in _downloads(built_site):
+        if path.suffix != ".ipynb":
+            continue
+        page = (built_site / "notebooks" / f"{path.stem}.html").read_text()
+        assert ":::{table}" not in page and ":name: tab-" not in page, path.stem
+        for cell in json.loads(path.read_text())["cells"]:
+            for out in cell.get("outputs", []):
+                md = "".join(out.get("data", {}).get("text/markdown", ""))
+                if not md.startswith(":::{table}"):
+                    continue
+                seen += 1
+                name = re.search(r"^:name: (\S+)$", md, re.M).group(1)
+                assert 'class="prunebounds-table"' in "".join(out["data"]["text/html"]), name
+                table = re.search(rf'<table[^>]*id="{name}".*?</table>', page, re.S)
+                assert table, f"{path.stem}: table {name} is not on the page"
+                assert re.search(r'<span class="caption-number">Table \d+', table.group(0)), name
+    assert seen >= 10
