@@ -275,7 +275,8 @@ def test_published_notebooks_install_the_commit_they_were_built_from(built_site)
     assert {f"{md.stem}{s}" for md in CHAPTERS for s in (".ipynb", ".md")} <= {p.name for p in files}
     for path in files:
         cell = _install_cell(path)
-        assert f'PACKAGE = "prunebounds @ git+{URL}@{head}"' in cell, path.name
+        assert f'PACKAGE = "prunebounds @ git+{URL}@{head}"' in cell, \
+            f"{path.name} does not install HEAD ({head}); a site built at another commit?\n{cell}"
 
 
 def test_tables_are_numbered_in_the_book_and_html_in_jupyter(built_site):
