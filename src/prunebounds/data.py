@@ -300,7 +300,7 @@ def _read_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision.datasets import MNIST
 
     ds = MNIST(str(root), train=train, download=False)
-    return ds.data, ds.targets.to(torch.int64)
+    return _normalise(ds.data), ds.targets.to(torch.int64)
 
 
 def _read_cifar10(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,7 +308,7 @@ def _read_cifar10(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
     ds = CIFAR10(str(root), train=train, download=False)
     pixels = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # N,C,H,W
-    return pixels, torch.as_tensor(ds.targets, dtype=torch.int64)
+    return _normalise(pixels), torch.as_tensor(ds.targets, dtype=torch.int64)
 
 
 def synthetic(n: int, seed: int, *, noise: float = 0.6) -> Split:
@@ -335,26 +335,20 @@ def _load_cached(name: str, root: str, train_fraction: float, max_train: int | N
                  download: bool) -> DataBundle:
     if name == "synthetic":
         full, test = synthetic(2500, seed=1), synthetic(500, seed=2)
-        X, y, convert = full.X, full.y, lambda x: x
     else:
         prepare(name, root, download=download)
         read = {"mnist": _read_mnist, "cifar10": _read_cifar10}[name]
-        # split the 8-bit pixels, then convert: the whole training set never exists as
-        # floats beside its two parts (MNIST: 188 MB less at the peak)
-        X, y = read(Path(root), True)
-        convert = _normalise
-        pixels, labels = read(Path(root), False)
-        test = Split(_normalise(pixels), labels)
+        full, test = Split(*read(Path(root), True)), Split(*read(Path(root), False))
     # The split is fixed (seed 0) so that networks of every seed see the same data.
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    n_train = int(round(train_fraction * len(y)))
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    n_train = int(round(train_fraction * len(full)))
     tr, va = perm[:n_train], perm[n_train:]
     if max_train is not None:
         tr = tr[:max_train]
     return DataBundle(
         name=name,
-        train=Split(convert(X[tr]), y[tr]),
-        val=Split(convert(X[va]), y[va]),
+        train=Split(full.X[tr], full.y[tr]),
+        val=Split(full.X[va], full.y[va]),
         test=test,
         input_shape=INPUT_SHAPES[name],
     )
