@@ -231,8 +231,10 @@ def _ci_sandbox(tmp_path: Path, *, chromium: bool, site_tests: str) -> tuple[Pat
     lowest.chmod(0o755)
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    for tool in ("bash", "dirname", "mkdir", "id", "python3", "env"):
-        (bin_ / tool).symlink_to(shutil.which(tool))
+    tools = {t: shutil.which(t) for t in ("bash", "dirname", "mkdir", "id", "env")}
+    tools["python3"] = sys.executable  # not a shim (pyenv's need a full PATH)
+    for tool, path in tools.items():
+        (bin_ / tool).symlink_to(os.path.realpath(path))
     skipped = '<skipped message="no Chromium"/>' if site_tests == "skipped" else ""
     report = (f'<testsuites><testsuite><testcase classname="tests.test_site" name="test_pages">'
               f'{skipped}</testcase><testcase classname="tests.test_book" name="t"/>'
