@@ -75,7 +75,8 @@ def test_environment_yml_matches_pyproject():
 def test_floors_cover_what_the_code_calls():
     """Floors the code needs: tomllib (the tests) needs Python 3.11; SciPy's
     anderson(method=...) arrived in 1.17; ipykernel < 6.3.1 cannot start a kernel with
-    today's jupyter_client (found by .ci/lowest-versions, which checks all floors)."""
+    today's jupyter_client and nbconvert 7.0 cannot be imported (both found by
+    .ci/lowest-versions, which checks every floor)."""
     from packaging.requirements import Requirement
     from packaging.version import Version
 
@@ -89,6 +90,7 @@ def test_floors_cover_what_the_code_calls():
     assert PYPROJECT["project"]["requires-python"] == ">=3.11"
     assert floors["scipy"] >= Version("1.17") and floors["ipykernel"] >= Version("6.3.1")
     assert floors["numpy"] >= Version("1.26.4")  # SciPy 1.17's own floor
+    assert floors["nbconvert"] >= Version("7.1")  # 7.0 fails to import with today's lxml
     assert "constriction" in floors
 
 
