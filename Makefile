@@ -12,7 +12,8 @@
 #   make bench                             speed benchmarks (ratios, not assertions)
 #   make full-results                      the paper-scale run (meant for a GPU): every
 #                                          chapter's results and claims -> results/full.json
-#   make sync                              re-pair every chapter's .md and .ipynb
+#   make sync                              write the Colab install cell, re-pair
+#                                          every chapter's .md and .ipynb
 #
 # A virtual environment is created in .venv unless one is active already.
 
@@ -111,6 +112,7 @@ book: $(BOOK_PAGES) _config.yml _toc.yml | $(STAMP)
 	ln -s $(CURDIR)/src $(STAGE)/src
 	cp -p $(EXECUTED) $(STAGE)/notebooks/
 	cp -p $(CHAPTERS:%=notebooks/%.md) $(STAGE)/notebooks/   # text sources, for download
+	$(PY) tools/stamp_install_cell.py --ref HEAD $(STAGE)/notebooks/*   # Colab: this commit
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output $(SITE) -W -n --keep-going
 	rm -rf _build/html && ln -s site/$(PROFILE)/_build/html _build/html
 	@echo "The book is in _build/html/index.html (profile $(PROFILE); also $(SITE)/_build/html)."
@@ -148,6 +150,7 @@ full-results: $(STAMP) data
 	$(PY) -m prunebounds.chapters full-results --profile full --out results/full.json
 
 sync: $(STAMP)
+	$(PY) tools/stamp_install_cell.py notebooks/*.md
 	$(VENV)/bin/jupytext --sync notebooks/*.md
 
 clean:

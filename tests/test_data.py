@@ -156,3 +156,55 @@ def test_batches_cover_every_index_once():
     g = torch.Generator().manual_seed(0)
     idx = torch.cat(list(data.batches(103, 10, g)))
     assert sorted(idx.tolist()) == list(range(103))
+
+
+def _truncate(path: Path, keep: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+
+
+def test_truncated_extracted_file_is_extracted_again(tmp_path, fake_mnist_shared):
+    """A truncated extracted file (a killed extraction) is found by its idx header and
+    replaced from the archives, with a warning; the data then load whole."""
+    root = tmp_path / "data"
+    data.prepare("mnist", root, download=False)
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    whole = images.read_bytes()
+    _truncate(images, len(whole) - 16)
+    with pytest.warns(UserWarning, match=r"train-images-idx3-ubyte is truncated .*extracted it again"):
+        data.prepare("mnist", root, download=False)
+    assert images.read_bytes() == whole
+    assert len(data.load("mnist", root, download=False).train) == 40
+
+
+def test_truncated_file_without_archives_names_file_and_fix(tmp_path, fake_mnist_shared,
+                                                            monkeypatch, capsys):
+    root = tmp_path / "data"
+    data.prepare("mnist", root, download=False)
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    _truncate(labels, 12)  # header (8 bytes) + 4 of 20 labels
+    monkeypatch.setenv("PRUNEBOUNDS_SHARED_DATA", "")  # no archives anywhere
+    with pytest.raises(DataUnavailableError) as err:
+        data.prepare("mnist", root, download=False)
+    msg = str(err.value)
+    assert "t10k-labels-idx1-ubyte is truncated (12 bytes" in msg and "needs 28" in msg
+    assert "delete the damaged files" in msg and "make data" in msg
+    # the command line no longer says "ready"
+    assert data.main(["mnist", "--root", str(root)]) == 1
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_genuine_mnist_sizes_pass_the_header_check(tmp_path):
+    """The check accepts exactly the genuine sizes listed in ../shared/data/SOURCES.md."""
+    header = {"train-images-idx3-ubyte": (2051, [60000, 28, 28], 47040016),
+              "t10k-labels-idx1-ubyte": (2049, [10000], 10008)}
+    for name, (magic, dims, size) in header.items():
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            f.write(struct.pack(">I" + "I" * len(dims), magic, *dims))
+            f.truncate(size)  # sparse file of the genuine length
+        assert data._idx_problem(path) is None
+        _truncate(path, size - 1)
+        assert data._idx_problem(path).startswith("truncated")
+    (tmp_path / "junk").write_bytes(b"\x00" * 64)
+    assert "not an MNIST idx file" in data._idx_problem(tmp_path / "junk")

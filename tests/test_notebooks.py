@@ -82,6 +82,10 @@ def test_bad_parameters_stop_with_a_clear_message(tmp_path, bad, message):
     ("sketching", {"k_fraction": 1.5}, "k_fraction must be <= 1.0"),
     ("discretization", {"prune_d": -0.5}, "prune_d must be >= 0.0"),
     ("compression", {"margin_q": 150.0}, "margin_q"),
+    # beyond d = 100 small layers are emptied (nan relative errors, r = 1 levels)
+    ("sketching", {"d_prune": 1e9}, "d_prune must be <= 100.0"),
+    ("discretization", {"prune_d": 1e6}, "prune_d must be <= 100.0"),
+    ("discretization", {"prune_d": [1.0, 101.0]}, "prune_d must be <= 100.0"),
 ])
 def test_chapter_parameters_are_validated(tmp_path, chapter, bad, message):
     """A negative pruning parameter or an impossible fraction stops the chapter early

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,35 +75,122 @@ def _md5(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- prepare
-def _mnist_ready(root: Path) -> bool:
+# An idx file holds a big-endian header (magic, then one 4-byte size per dimension) and
+# the product of the sizes in bytes: magic 2051 = images (3 dims), 2049 = labels (1 dim).
+# The genuine MNIST files are 47040016, 60008, 7840016 and 10008 bytes (16 + 60000*28*28,
+# 8 + 60000, 16 + 10000*28*28, 8 + 10000; ../shared/data/SOURCES.md lists them).
+_IDX_DIMS = {2051: 3, 2049: 1}
+
+
+def _idx_problem(path: Path) -> str | None:
+    """Why the extracted idx file ``path`` cannot be read, or None when it is complete.
+
+    The size the file must have is read from its own header, so a truncated copy (a
+    killed extraction or download) is found before torchvision fails on a reshape.
+    """
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 8:
+        return f"truncated ({size} bytes, not even an idx header)"
+    magic = int.from_bytes(head[:4], "big")
+    if magic not in _IDX_DIMS:
+        return f"not an MNIST idx file (magic number {magic}, expected 2051 or 2049)"
+    ndim = _IDX_DIMS[magic]
+    if len(head) < 4 + 4 * ndim:
+        return f"truncated ({size} bytes, not even an idx header)"
+    dims = [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    payload = 1
+    for n in dims:
+        payload *= n
+    expected = 4 + 4 * ndim + payload
+    if size != expected:
+        return (f"{'truncated' if size < expected else 'too long'} ({size} bytes; its header "
+                f"({' x '.join(map(str, dims))}) needs {expected})")
+    return None
+
+
+def _mnist_problems(root: Path) -> dict[Path, str]:
+    """The extracted MNIST files under ``root`` that are missing or incomplete."""
     from torchvision.datasets import MNIST
 
     raw = root / "MNIST" / "raw"
-    return all((raw / Path(f).stem).is_file() for f, _ in MNIST.resources)
+    out = {}
+    for fname, _ in MNIST.resources:
+        path = raw / Path(fname).stem
+        problem = _idx_problem(path)
+        if problem is not None:
+            out[path] = problem
+    return out
 
 
-def _prepare_mnist(root: Path, shared: Path | None, download: bool) -> None:
+def _archives(folder: Path | None, names: list[str]) -> bool:
+    return folder is not None and all((folder / f).is_file() for f in names)
+
+
+def _extract_mnist(src: Path, raw: Path, names: list[str], *, strict: bool) -> bool:
+    """Extract the archives ``names`` from ``src`` into ``raw`` if their md5s are
+    torchvision's. A mismatch raises when ``strict`` (the shared folder must hold the
+    genuine files) and otherwise returns False, extracting nothing."""
     from torchvision.datasets import MNIST
     from torchvision.datasets.utils import extract_archive
 
-    if _mnist_ready(root):
+    md5s = dict(MNIST.resources)
+    for fname in names:
+        if _md5(src / fname) != md5s[fname]:
+            if not strict:
+                return False
+            raise DataUnavailableError(
+                f"{src / fname} does not match torchvision's md5 {md5s[fname]}; "
+                f"remove it or point PRUNEBOUNDS_SHARED_DATA elsewhere"
+            )
+    raw.mkdir(parents=True, exist_ok=True)
+    for fname in names:
+        extract_archive(str(src / fname), str(raw))
+    return True
+
+
+def _describe(problems: dict[Path, str]) -> str:
+    return "; ".join(f"{p.name} is {why}" for p, why in problems.items())
+
+
+def _prepare_mnist(root: Path, shared: Path | None, download: bool) -> None:
+    """Make the four extracted MNIST files complete under ``root/MNIST/raw``.
+
+    A missing or damaged (e.g. truncated) extracted file is extracted again from the
+    archives beside it (torchvision's download keeps them) or in the shared folder,
+    whichever holds genuine ones, else downloaded; a warning names what was repaired.
+    """
+    from torchvision.datasets import MNIST
+
+    problems = _mnist_problems(root)
+    if not problems:
         return
     raw = root / "MNIST" / "raw"
-    src = shared / "MNIST" / "raw" if shared is not None else None
-    if src is not None and all((src / f).is_file() for f, _ in MNIST.resources):
-        raw.mkdir(parents=True, exist_ok=True)
-        for fname, md5 in MNIST.resources:
-            if _md5(src / fname) != md5:
+    damaged = {p: why for p, why in problems.items() if why != "missing"}
+    names = [f for f, _ in MNIST.resources if raw / Path(f).stem in problems]
+    sources = [(raw, False)] + ([(shared / "MNIST" / "raw", True)] if shared is not None else [])
+    for src, strict in sources:
+        if _archives(src, names) and _extract_mnist(src, raw, names, strict=strict):
+            if damaged:
+                warnings.warn(f"MNIST: {_describe(damaged)}; extracted it again from {src}",
+                              stacklevel=3)
+            left = _mnist_problems(root)
+            if left:
                 raise DataUnavailableError(
-                    f"{src / fname} does not match torchvision's md5 {md5}; "
-                    f"remove it or point PRUNEBOUNDS_SHARED_DATA elsewhere"
-                )
-            extract_archive(str(src / fname), str(raw))
-        return
+                    f"MNIST in {raw} is incomplete even after extracting the archives in "
+                    f"{src} ({_describe(left)}); delete {raw} and " + FIX_HINT.format(name="mnist"))
+            return
     if not download:
         raise DataUnavailableError(
-            f"MNIST not found in {raw}; " + FIX_HINT.format(name="mnist")
+            f"MNIST not found in {raw}"
+            + (f" ({_describe(damaged)}: delete the damaged files)" if damaged else "")
+            + "; " + FIX_HINT.format(name="mnist")
         )
+    for path in damaged:  # else torchvision takes them as present and skips the download
+        path.unlink()
     try:
         MNIST(str(root), train=True, download=True)
         MNIST(str(root), train=False, download=True)
@@ -111,6 +199,12 @@ def _prepare_mnist(root: Path, shared: Path | None, download: bool) -> None:
             f"MNIST is not in {raw} and could not be downloaded ({type(exc).__name__}: "
             f"{exc}); " + FIX_HINT.format(name="mnist")
         ) from None
+    left = _mnist_problems(root)
+    if left:
+        raise DataUnavailableError(f"MNIST downloaded into {raw} is incomplete ({_describe(left)}); "
+                                   f"delete {raw} and " + FIX_HINT.format(name="mnist"))
+    if damaged:
+        warnings.warn(f"MNIST: {_describe(damaged)}; downloaded it again", stacklevel=3)
 
 
 def _prepare_cifar10(root: Path, shared: Path | None, download: bool) -> None:

@@ -84,7 +84,9 @@ def check_d_values(prune_d: Any) -> list[float]:
     each >= 0; sorted, without repeats."""
     values = D_VALUES if prune_d is None else (
         prune_d if isinstance(prune_d, (list, tuple)) else [prune_d])
-    return sorted({check_real("prune_d", d, minimum=0.0) for d in values})
+    # d <= 100: the smallest layer of any preset (smoke's 64 x 10) keeps 640 chi(100) = 6.3
+    # weights on average; an emptied layer (d = 1000: 0.6 on average) has one level, r = 1.
+    return sorted({check_real("prune_d", d, minimum=0.0, maximum=100.0) for d in values})
 
 
 @dataclass(frozen=True)
