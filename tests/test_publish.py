@@ -397,10 +397,11 @@ def test_paper_scale_column_from_results_full_json(tiny_book):
     assert page.index("claims-stale") < page.index('id="claim-demo-bound"')  # above the rows
     assert "NVIDIA H200, 2026-12-04, commit abc1234def" in class_text(page, "claims-status")
 
-    from prunebounds import experiments
-    prov["source_fingerprint"] = experiments.source_fingerprint()
-    cl.write_full_results(tiny_book / "results" / "full.json", [full_claim],
-                          {"other-bound": "no CIFAR-10 data on the GPU machine"}, prov)
+    from prunebounds.cache import source_fingerprint
+    prov["source_fingerprint"] = source_fingerprint()
+    cl.write_full_results(tiny_book / "results" / "full.json", [full_claim],   # a whole chapter
+                          {"chapter:demo2": "did not finish within the deadline of 420 s"}, prov)
     _build(tiny_book)
     page = _page(tiny_book, "scorecard")
     assert "claims-stale" not in page and "NVIDIA H200" in class_text(page, "claims-status")
+    assert "no value: did not finish within the deadline of 420 s" in card_text(page, "other-bound")
