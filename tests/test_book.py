@@ -193,3 +193,15 @@ def test_book_pages_paste_no_numbers_from_other_pages():
         for ref in re.findall(r"\{claim\}`([^`]+)`", text):
             claim_id = ref.rstrip("?").split(":")[0]
             assert ref.endswith("?") or claim_id in recorded, f"{page.name}: no claim {claim_id!r}"
+
+
+def test_every_chapter_takes_a_device_and_says_which_it_runs_on():
+    """Issue 13 §5: a reader with a GPU (Colab) gets it by default; the set-up prints it."""
+    for md in sorted((ROOT / "notebooks").glob("*.md")):
+        text = md.read_text()
+        assert re.search(r"^device = None\s+# None: the profile's", text, re.M), \
+            f"{md.name}: no `device = None` parameter"
+        assert re.search(r"resolve\(profile[^)]*device=device", text), \
+            f"{md.name}: the device parameter does not reach profiles.resolve"
+        assert re.search(r"print\(.{0,120}?(runs on|computed on|device \{)", text, re.S), \
+            f"{md.name}: the set-up does not print the device"
