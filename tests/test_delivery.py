@@ -65,7 +65,7 @@ def test_runner_rejects_parameters_the_chapter_does_not_define(runner, capsys):
     assert runner.main([nb, "--out-dir", "/tmp/unused", "-p", "widths", "[784,0,10]"]) == 2
     err = capsys.readouterr().err
     assert "setting.ipynb has no parameter 'widths'" in err
-    assert "defines: dataset, epochs, profile, seed" in err
+    assert "defines: dataset, device, epochs, profile, seed" in err
     assert not runner.calls
 
 
