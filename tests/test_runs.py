@@ -214,7 +214,7 @@ def test_main_network_cli(capsys, tmp_path, monkeypatch):
 
 def test_main_network_keeps_the_profile_snapshots():
     q = profiles.resolve("quick")
-    assert runs.RunConfig.from_profile(q).snapshot_epochs == (1, 2, 3)
+    assert runs.RunConfig.from_profile(q).snapshot_epochs == (1, 5, 15, 30)
     # epochs at or beyond the last one are not snapshots
     assert runs.RunConfig.from_profile(q.replace(epochs=2)).snapshot_epochs == (1,)
     # another network (a family member) keeps none unless asked
