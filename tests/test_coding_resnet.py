@@ -3,6 +3,7 @@ certificate path (prune, quantise, encode, decode, same predictions, bound) on t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -127,7 +128,7 @@ def test_whole_cnn_path_prune_code_decode_bound():
         loss.backward()
         opt.step()
     net.eval()
-    S = chapter.settings(profiles.resolve("smoke"))
+    S = dataclasses.replace(chapter.settings(profiles.resolve("smoke")), resnet_epochs=0)
     Xs, ys, Xt, yt = X[:400], y[:400], X[400:], y[400:]
     out = chapter.certify_resnet(net, (1.0, 4.0), 3, S, Xs, ys, Xt, yt, seed=0)
     assert [c.family for c in out] == ["resnet-paper-rule", "resnet-magnitude"] * 2
@@ -155,3 +156,21 @@ def test_whole_cnn_path_prune_code_decode_bound():
     err = float((C.predictions(decoded, Xs) != ys).float().mean())
     assert out[3].train_err == pytest.approx(err, abs=1 / 400)
     assert np.isfinite(out[3].compared.lemma_d1) and out[3].compared.lemma_d1 >= err
+
+
+def test_masked_finetune_keeps_zeros_and_lowers_the_loss():
+    gen = torch.Generator().manual_seed(5)
+    X, y = torch.rand(256, 784, generator=gen), torch.randint(0, 10, (256,), generator=gen)
+    g = beyond.prune_paper_all(tiny_resnet(), 2.0, 0)
+    loss = lambda net: float(torch.nn.functional.cross_entropy(net(X), y))  # noqa: E731
+    with torch.no_grad():
+        before = loss(g)
+    tuned = chapter.masked_finetune(g, X, y, 3, seed=0)
+    again = chapter.masked_finetune(g, X, y, 3, seed=0)
+    assert same_params(tuned, again)  # seeded: the same network twice
+    for a, b in zip(C.coded_layers(tuned), C.coded_layers(g)):
+        assert not a.weight[b.weight == 0].any()
+        assert not hasattr(a, "weight_mask")  # masks made permanent
+    with torch.no_grad():
+        assert loss(tuned) < before
+    assert same_params(chapter.masked_finetune(g, X, y, 0, seed=0), g)

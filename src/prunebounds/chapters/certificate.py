@@ -26,7 +26,8 @@ equal sparsity; and, where the profile runs it (smoke and full, not quick), the 
 CNN of the beyond-MLPs chapter (trained and cached there,
 :func:`prunebounds.chapters.beyond_mlps.train_network`), pruned by the paper's rule in
 every convolution and the head (:func:`prunebounds.beyond.prune_paper_all`) and by
-magnitude at equal sparsity, coded with the residual-CNN kind of the code format
+magnitude at equal sparsity, each trained a few epochs with its zeros held at zero
+(:func:`masked_finetune`), coded with the residual-CNN kind of the code format
 (:func:`prunebounds.coding.quantise_resnet`). :func:`compute` returns a :class:`CertificateResult`; :func:`claims`
 judges the chapter's claims.
 """
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.utils import prune
 from tqdm import tqdm
 
 from .. import certificate as K
@@ -61,12 +63,13 @@ from ..profiles import Profile
 from ..pruning import expected_keep_fraction, prune_like, prune_paper
 from ..runs import RunConfig, train_cached
 from ..sketching import sketch_sizes
+from ..train import OptimiserConfig, train_epoch
 from ..validate import check_delta, check_int, check_real
 from . import beyond_mlps
 
 __all__ = ["LABEL", "REQUIRES", "CertificateSettings", "SETTINGS", "settings", "Parts",
            "Compared", "Certified", "LayerSketch", "ResNetCertificates", "CertificateResult",
-           "magnitude_like", "certify_resnet", "compute", "claims",
+           "magnitude_like", "masked_finetune", "certify_resnet", "compute", "claims",
            "numbers", "network_rows", "sketch_rows", "pipeline_figure"]
 
 LABEL = "chap-certificate"
@@ -106,6 +109,8 @@ class CertificateSettings:
             pruned and certified (empty: the profile does not certify it).
         resnet_bits: b of the residual CNN's codes (lowered for a network one of whose
             layers keeps fewer than 2^b weights, see :func:`certify_resnet`).
+        resnet_epochs: epochs of training of each pruned residual CNN, its pruned
+            weights held at zero (:func:`masked_finetune`; 0: none).
     """
 
     delta: float
@@ -127,6 +132,7 @@ class CertificateSettings:
     measure_paper_train_error: bool
     resnet_ds: tuple[float, ...] = ()
     resnet_bits: int = 3
+    resnet_epochs: int = 0
 
 
 def _levels(*rows) -> tuple[gradual.Level, ...]:
@@ -137,7 +143,7 @@ SETTINGS: dict[str, CertificateSettings] = {
     "smoke": CertificateSettings(
         0.05, (2,), 2, 4, (30, 10), 2, 3, "momentum-mnist",
         _levels((0.2, (16, 8)), (0.1, (10, 6))), (2, 2), 1, 1, 3e-3, (2.0, 10.0),
-        ((10.0, 2),), 3000, True, (1.0, 2.5), 2),
+        ((10.0, 2),), 3000, True, (1.0, 2.5), 2, 1),
     # quick: LeNet IMP to 2.9% of the weights, then four levels down to 0.25%.
     "quick": CertificateSettings(
         0.05, (2, 3), 3, 4, (300, 100), 16, 1, "momentum-mnist",
@@ -149,7 +155,7 @@ SETTINGS: dict[str, CertificateSettings] = {
         _levels((0.015, (120, 60)), (0.008, (70, 40)), (0.005, (45, 30)),
                 (0.0035, (32, 22)), (0.0025, (25, 17)), (0.0018, (21, 14))),
         (3, 3, 3, 4, 6, 8), 3, 3, 3e-3, (1.0, 2.5, 5.0, 7.5, 10.0),
-        ((10.0, 2), (10.0, 4), (10.0, 5)), 3000, True, (1.0, 2.5, 5.0, 10.0), 3),
+        ((10.0, 2), (10.0, 4), (10.0, 5)), 3000, True, (2.5, 5.0, 10.0, 20.0), 3, 3),
 }
 
 
@@ -448,13 +454,47 @@ def magnitude_like(net: torch.nn.Module, reference: torch.nn.Module) -> torch.nn
     return out
 
 
+def masked_finetune(net: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int,
+                    seed: int, device: torch.device | str = "cpu", lr: float = 1e-3,
+                    batch_size: int = 128) -> torch.nn.Module:
+    """A copy of the pruned ``net`` trained ``epochs`` epochs with its zeros held at zero.
+
+    Every coded layer (:func:`prunebounds.coding.coded_layers`) gets the mask of its
+    non-zero weights (``torch.nn.utils.prune.custom_from_mask``: a pruned weight gets no
+    gradient), Adam at a constant ``lr`` runs :func:`prunebounds.train.train_epoch` on
+    ``device`` (batch order from a CPU generator seeded with ``seed``), and the masks are
+    made permanent. Ours, as the masked training of :mod:`prunebounds.gradual`. Returns
+    the network on the CPU, in eval mode.
+    """
+    out = copy.deepcopy(net).to(resolve_device(device))
+    layers = C.coded_layers(out)
+    for layer in layers:
+        prune.custom_from_mask(layer, "weight", layer.weight.detach() != 0)
+    adam = torch.optim.Adam(out.parameters(), lr=lr)
+    batch = OptimiserConfig(lr=lr, batch_size=batch_size, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    dev = layers[0].weight.device
+    try:
+        out.train()
+        for _ in range(check_int("epochs", epochs, minimum=0)):
+            train_epoch(out, X.to(dev), y.to(dev), adam, batch, gen)
+    finally:
+        for layer in layers:
+            prune.remove(layer, "weight")
+    return out.cpu().eval()
+
+
 def certify_resnet(net: torch.nn.Module, ds, bits: int, S: CertificateSettings, X, y, Xt, yt,
-                   seed: int, progress: bool = False) -> tuple[Certified, ...]:
-    """The residual CNN pruned at each d, coded, decoded, checked and certified.
+                   seed: int, progress: bool = False,
+                   device: torch.device | str = "cpu") -> tuple[Certified, ...]:
+    """The residual CNN pruned at each d, trained, coded, decoded, checked and certified.
 
     Pruning: the paper's rule in every convolution and the head
     (:func:`prunebounds.beyond.prune_paper_all`, as the beyond-MLPs chapter prunes it)
-    and magnitude at equal sparsity (:func:`magnitude_like`); no retraining. Then
+    and magnitude at equal sparsity (:func:`magnitude_like`); each pruned network then
+    trains ``S.resnet_epochs`` epochs on (X, y) with its pruned weights held at zero
+    (:func:`masked_finetune` on ``device``; allowed: the bound holds for every coded
+    network at once, whatever the data did to choose it). Then
     :func:`prunebounds.certificate.certify`: quantise (k-means, 2^bits values per
     layer), encode, decode, check identical predictions on ``Xt``, measure the decoded
     network's error on all m rows of ``X``, bound it by (Occam-kl). Every choice (d,
@@ -472,6 +512,7 @@ def certify_resnet(net: torch.nn.Module, ds, bits: int, S: CertificateSettings, 
         for family, pruned in (("resnet-paper-rule", g), ("resnet-magnitude",
                                                           magnitude_like(net, g))):
             start = time.perf_counter()
+            pruned = masked_finetune(pruned, X, y, S.resnet_epochs, seed, device)
             fewest = min(int(torch.count_nonzero(m.weight)) for m in C.coded_layers(pruned))
             b = max(1, min(bits, fewest.bit_length() - 1))
             spec = C.CodeSpec(bits=b, bias_bits=S.bias_bits)
@@ -497,7 +538,7 @@ def _resnet(P: Profile, S: CertificateSettings, X, y, Xt, yt, progress) -> ResNe
     net, _, _ = beyond_mlps.train_network(P, BS, "ResNet", progress=progress)
     net = net.cpu().eval()
     certified = certify_resnet(net, S.resnet_ds, S.resnet_bits, S, X, y, Xt, yt, P.seed,
-                               progress)
+                               progress, resolve_device(P.device))
     return ResNetCertificates(True, "coded and certified in this build", BS.resnet,
                               sum(layer.weight.numel() for layer in C.coded_layers(net)),
                               model_error_rate(net, Xt, yt), certified)
@@ -721,7 +762,7 @@ def numbers(R: CertificateResult) -> dict[str, float | int | str]:
         "cert_n_searched": len(R.searched),
         "cert_n_tried": sum(x.searched for x in R.layers),
         "cert_seconds": R.seconds["total"],
-        **_resnet_numbers(R.resnet),
+        "cert_resnet_epochs": S.resnet_epochs, **_resnet_numbers(R.resnet),
     }
 
 
