@@ -89,10 +89,47 @@ def test_claims_are_valid_and_name_the_preface_value(R):
     assert bound.value("test_err").value == R.best.test_err
     cl.loads(cl.dumps(claims))  # serialisable
     resnet = next(c for c in claims if c.id == "certificate-resnet")
-    assert resnet.verdict == cl.NOT_CHECKED
+    assert resnet.value("bound").value == R.resnet.best.bound  # smoke certifies it
+    assert resnet.verdict in (cl.HOLDS, cl.VACUOUS)
     numbers = chapter.numbers(R)
     assert numbers["certificate_best"] == R.best.bound
     assert numbers["certificate_test_err"] == R.best.test_err
+
+
+def test_residual_cnn_is_coded_and_certified_in_smoke(R):
+    S, Q = R.settings, R.resnet
+    assert Q.ran and Q.model == "resnet-tiny"
+    assert len(Q.certified) == 2 * len(S.resnet_ds)
+    assert {c.family for c in Q.certified} == {"resnet-paper-rule", "resnet-magnitude"}
+    for c in Q.certified:
+        assert c.parts.total == c.code_bits and c.n_kept < Q.n_weights
+        assert c.bound == pytest.approx(
+            K.occam_kl_bound(c.train_err, c.code_bits, R.m, S.delta), abs=1e-12)
+        assert c.test_err <= c.bound <= 1.0
+    assert len(chapter.network_rows(R)) == len(R.certified) + len(Q.certified)
+    numbers = chapter.numbers(R)
+    assert numbers["cert_resnet_bound"] == Q.best.bound
+    assert numbers["cert_resnet_bits"] == Q.best.code_bits
+
+
+def test_a_profile_without_the_residual_cnn_says_why(R):
+    quick = chapter.settings(profiles.resolve("quick"))
+    assert quick.resnet_ds == ()  # the quick budget: full (and smoke) only
+    skipped = chapter.ResNetCertificates(False, "certified in the full profile only", "", 0,
+                                         math.nan, ())
+    claims = chapter.claims(dataclasses.replace(R, resnet=skipped))
+    resnet = next(c for c in claims if c.id == "certificate-resnet")
+    assert resnet.verdict == cl.NOT_CHECKED and "full profile" in resnet.judgement.reason
+    numbers = chapter.numbers(dataclasses.replace(R, resnet=skipped))
+    assert math.isnan(numbers["cert_resnet_bound"]) and numbers["cert_resnet_bits"] == -1
+
+
+def test_resnet_bound_below_its_test_error_is_caught(R):
+    best = R.resnet.best
+    broken = dataclasses.replace(best, bound=best.test_err / 2)
+    bad = dataclasses.replace(R, resnet=dataclasses.replace(R.resnet, certified=(broken,)))
+    with pytest.raises(cl.CriterionError, match="below"):
+        chapter.claims(bad)
 
 
 def test_a_bound_below_the_test_error_is_caught_by_the_claims(R):

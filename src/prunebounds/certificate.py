@@ -56,7 +56,6 @@ from torch import nn
 from . import coding
 from .errors import ParameterError
 from .margins import model_error_rate
-from .models import linear_layers
 from .validate import check_delta, check_int, check_m, check_real
 
 __all__ = [
@@ -262,6 +261,6 @@ def certify(model: nn.Module, spec: coding.CodeSpec, X: torch.Tensor, y: torch.T
     if X_test is not None and y_test is not None:
         test_error = model_error_rate(decoded, X_test, y_test)
         check_not_below_test_error(bound, test_error)
-    n_kept = sum(int((lin.weight != 0).sum()) for lin in linear_layers(decoded))
+    n_kept = sum(int((layer.weight != 0).sum()) for layer in coding.coded_layers(decoded))
     return Certificate(bound, train_error, test_error, m, delta, n_choices, bits, complexity,
                        coding.code_length_breakdown(code), n_kept)

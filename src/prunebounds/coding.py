@@ -70,6 +70,24 @@ words of one range-coder stream.
     (:func:`prunebounds.sketching.recover_first_order`) and rounds; the encoder runs
     the same recovery and accepts k only if it returns Z exactly.
 
+The residual CNN (network kind 1)
+--------------------------------
+A :class:`prunebounds.zoo.ResNet` is coded in the same version-1 format under network
+kind 1 (an MLP's code, kind 0, is unchanged). After the kind, the header holds the
+arguments of the zoo constructor (input features, classes, the channels of every
+stage, residual blocks per stage), from which the decoder rebuilds the exact network;
+then b, quantiser, float format, ``bias_bits``, one position model per coded layer and
+the segment lengths. The coded layers are the convolutions in module order, each
+kernel (out x in x kh x kw) unfolded to out x (in kh kw) as
+:func:`prunebounds.beyond.weight_matrices_all` reads it, then the linear head; their
+kept weights are quantised and coded exactly like an MLP layer's (codebook, the whole
+mask with the density or column model, symbols), and the head's biases like an MLP's.
+The zoo ResNet has no batch normalisation and bias-free convolutions, so there is
+nothing to fold or to count besides the head's biases (a network with a normalisation
+layer is refused: fold it into the convolution first). No unit sets and no sketches:
+the skip connections carry a channel past a convolution that has no kept weight, so no
+unit is dead. :func:`quantise_resnet` gives the network the code describes.
+
 Entropy coding is done by ``constriction`` (Bamler 2022), a range coder with
 Bernoulli and categorical models; side information is a few hundred bits.
 """
@@ -91,6 +109,7 @@ from torch import nn
 from .devices import resolve_device
 from .errors import ParameterError
 from .models import MLP, build, linear_layers
+from .zoo import ResNet
 from .validate import check_chain, check_choice, check_int
 from .sketching import bipartite_adjacency, default_degree, recover_first_order
 
@@ -113,6 +132,11 @@ __all__ = [
     "finetune_codebook",
     "first_sketch_size",
     "sketch_bits_at",
+    "ResNetArch",
+    "resnet_arch",
+    "coded_layers",
+    "QuantisedResNet",
+    "quantise_resnet",
 ]
 
 FORMAT_VERSION = 1
@@ -121,7 +145,7 @@ QUANTISERS = ("kmeans", "uniform")
 FLOAT_DTYPES = ("float16", "float32")
 POSITIONS = ("auto", "density", "column", "sketch-mask", "sketch-symbols")
 # codes written in the header (index = code)
-_NETWORK_KINDS = ("mlp",)
+_NETWORK_KINDS = ("mlp", "resnet")
 _LAYER_KINDS = ("linear",)
 _LAYER_POSITIONS = ("density", "column", "sketch-mask", "sketch-symbols")
 SEGMENTS = ("header", "codebook", "positions", "values", "biases", "sketch")
@@ -461,6 +485,10 @@ class QuantisedNetwork:
 def _as_weights(model_or_weights: Any) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """(weights, biases) as float32 numpy arrays from a module or a list of layers."""
     if isinstance(model_or_weights, nn.Module):
+        if any(isinstance(m, nn.Conv2d) for m in model_or_weights.modules()):
+            raise ParameterError("this code describes MLPs and prunebounds.zoo.ResNet networks; "
+                                 f"a {type(model_or_weights).__name__} with convolutions has no "
+                                 "code format (build it as a zoo ResNet)")
         layers = linear_layers(model_or_weights)
         if not layers:
             raise ParameterError("the model has no nn.Linear layers to encode; pass an MLP "
@@ -643,7 +671,10 @@ def quantise_network(model_or_weights: Any, spec: CodeSpec | None = None) -> Qua
 
 
 def quantise(model_or_weights: Any, spec: CodeSpec | None = None) -> nn.Module:
-    """The network that ``encode(model_or_weights, spec)`` describes, as a module."""
+    """The network that ``encode(model_or_weights, spec)`` describes, as a module
+    (a :class:`prunebounds.zoo.ResNet` for a ResNet, see :func:`quantise_resnet`)."""
+    if isinstance(model_or_weights, ResNet):
+        return quantise_resnet(model_or_weights, spec).to_module()
     return quantise_network(model_or_weights, spec).to_module()
 
 
@@ -956,6 +987,8 @@ def encode(model_or_weights: Any, spec: CodeSpec | None = None, *,
             sketch that no size recovers exactly.
     """
     spec = CodeSpec() if spec is None else spec
+    if isinstance(model_or_weights, ResNet):
+        return _encode_resnet(model_or_weights, spec)
     net = quantise_network(model_or_weights, spec)
     log = [] if sketch_log is None else sketch_log
     models = _choose_positions(net, spec)
@@ -1071,6 +1104,8 @@ def _read_header(code: bytes) -> _Header:
     kind = r.natural()
     if kind >= len(_NETWORK_KINDS):
         raise ParameterError(f"unknown network kind {kind} in the header")
+    if _NETWORK_KINDS[kind] == "resnet":
+        return _read_resnet_header(r, code)
     n_layers = r.gamma()
     widths = [r.gamma()]
     for _ in range(n_layers):
@@ -1111,9 +1146,12 @@ def _split(segment: bytes, reader: _BitReader) -> Any:
     return constriction.stream.queue.RangeDecoder(_bytes_to_words(segment[reader.byte_offset():]))
 
 
-def decode_network(code: bytes) -> QuantisedNetwork:
-    """The :class:`QuantisedNetwork` a code describes (inverse of :func:`encode`)."""
+def decode_network(code: bytes) -> "QuantisedNetwork | QuantisedResNet":
+    """The :class:`QuantisedNetwork` (or :class:`QuantisedResNet`) a code describes
+    (inverse of :func:`encode`)."""
     h = _read_header(code)
+    if isinstance(h, _ResNetHeader):
+        return _decode_resnet(code, h)
     _, seg_c, seg_p, seg_v, seg_b, seg_s = _segments(code, h)
     shapes = [(h.widths[i + 1], h.widths[i]) for i in range(len(h.widths) - 1)]
     spec = CodeSpec(bits=h.bits, quantiser=h.quantiser, float_dtype=h.float_dtype,
@@ -1194,7 +1232,8 @@ def decode_network(code: bytes) -> QuantisedNetwork:
 
 
 def decode(code: bytes) -> nn.Module:
-    """The network a code describes, as a :class:`prunebounds.models.MLP`."""
+    """The network a code describes, as a :class:`prunebounds.models.MLP` (or a
+    :class:`prunebounds.zoo.ResNet` for a residual-CNN code)."""
     return decode_network(code).to_module()
 
 
@@ -1235,7 +1274,7 @@ def verify_roundtrip(model_or_weights: Any, spec: CodeSpec, X: torch.Tensor,
     code = encode(model_or_weights, spec) if code is None else code
     reference = quantise(model_or_weights, spec)
     decoded = decode(code)
-    for i, (a, b) in enumerate(zip(linear_layers(reference), linear_layers(decoded)), start=1):
+    for i, (a, b) in enumerate(zip(coded_layers(reference), coded_layers(decoded)), start=1):
         same_w = torch.equal(a.weight, b.weight)
         same_b = (a.bias is None and b.bias is None) or torch.equal(a.bias, b.bias)
         if not (same_w and same_b):
@@ -1416,3 +1455,275 @@ def finetune_codebook(model: nn.Module, spec: CodeSpec, X: torch.Tensor, y: torc
             lin.bias.copy_(torch.where(torch.from_numpy(q.mask.any(axis=1)) |
                                        torch.from_numpy(q.bias() != 0), b, torch.zeros_like(b)))
     return out
+
+
+# ------------------------------------------------------------- the residual CNN (kind 1)
+@dataclass(frozen=True)
+class ResNetArch:
+    """What the decoder needs to rebuild a :class:`prunebounds.zoo.ResNet`: the
+    arguments of its constructor, ``ResNet((features, classes), channels, blocks)``."""
+
+    features: int
+    classes: int
+    channels: tuple[int, ...]
+    blocks: int
+
+    def build(self) -> ResNet:
+        """A fresh ResNet of this shape (its weights are overwritten by the decoder;
+        torch's global generator is left as it was)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return ResNet((self.features, self.classes), self.channels, self.blocks)
+
+
+def coded_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers whose weights a code stores, in module (forward) order: every
+    ``nn.Conv2d`` and ``nn.Linear``. For an MLP these are its linear layers
+    (:func:`prunebounds.models.linear_layers`)."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def resnet_arch(model: ResNet) -> ResNetArch:
+    """The constructor arguments of ``model``, read from its layers and checked.
+
+    Raises:
+        ParameterError: not a zoo ResNet, a normalisation layer inside (fold it into
+            the convolution first), or layers that the rebuilt network does not have.
+    """
+    if not isinstance(model, ResNet):
+        raise ParameterError(f"resnet_arch takes a prunebounds.zoo.ResNet, got "
+                             f"{type(model).__name__}")
+    if any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm))
+           for m in model.modules()):
+        raise ParameterError("the network has a normalisation layer: fold batch normalisation "
+                             "into the convolution before it (the zoo ResNet has none)")
+    stems = [m for m in model.stages if not hasattr(m, "conv1")]
+    channels = tuple(int(m.conv.out_channels) for m in stems)
+    blocks = (len(model.stages) - len(stems)) // max(len(stems), 1)
+    arch = ResNetArch(int(model.widths[0]), int(model.widths[-1]), channels, int(blocks))
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in arch.build().state_dict().items()} != mine:
+        raise ParameterError("the ResNet's layers are not those of the zoo constructor "
+                             f"ResNet({(arch.features, arch.classes)}, {channels}, {blocks}); "
+                             "only networks built by prunebounds.zoo can be coded")
+    return arch
+
+
+@dataclass(frozen=True)
+class QuantisedResNet:
+    """A residual CNN in the coded form: its constructor arguments and one
+    :class:`QuantisedLayer` per coded layer (:func:`coded_layers`). A convolution's
+    kernel (out x in x kh x kw) is stored unfolded, out x (in kh kw), as
+    :func:`prunebounds.beyond.weight_matrices_all` reads it; only the head has biases."""
+
+    arch: ResNetArch
+    layers: tuple[QuantisedLayer, ...]
+    spec: CodeSpec
+
+    @property
+    def n_kept(self) -> int:
+        return sum(layer.n_kept for layer in self.layers)
+
+    def to_module(self) -> ResNet:
+        """The network as a :class:`prunebounds.zoo.ResNet` (float32, CPU, eval mode)."""
+        net = self.arch.build()
+        with torch.no_grad():
+            for module, q in zip(coded_layers(net), self.layers):
+                module.weight.copy_(torch.from_numpy(q.weight()).reshape(module.weight.shape))
+                if module.bias is not None:
+                    module.bias.copy_(torch.from_numpy(q.bias()))
+        return net.eval()
+
+
+def quantise_resnet(model: ResNet, spec: CodeSpec | None = None) -> QuantisedResNet:
+    """The coded form of a pruned zoo ResNet: what :func:`encode` writes for it.
+
+    Every coded layer (convolutions unfolded to out x (in kh kw), then the head) has its
+    kept weights quantised by ``spec.quantiser`` exactly as an MLP layer is
+    (:func:`_quantise_values`), and the head's biases go on the grid of ``bias_bits``.
+    No unit is removed: the skip connections carry a channel past a convolution whose
+    weights are all pruned, so such a channel is not dead.
+
+    Raises:
+        ParameterError: not a zoo ResNet, masks still attached, non-finite weights, a
+            layer with no weights left, or a codebook larger than a layer's kept weights.
+    """
+    spec = CodeSpec() if spec is None else spec
+    arch = resnet_arch(model)
+    layers = []
+    for i, module in enumerate(coded_layers(model), start=1):
+        if hasattr(module, "weight_mask"):
+            raise ParameterError("the model still carries pruning masks; make them "
+                                 "permanent first (torch.nn.utils.prune.remove)")
+        W = module.weight.detach().cpu().reshape(module.weight.shape[0], -1).numpy()
+        W = W.astype(np.float32)
+        b = None if module.bias is None else module.bias.detach().cpu().numpy().astype(np.float32)
+        if not np.all(np.isfinite(W)) or (b is not None and not np.all(np.isfinite(b))):
+            raise ParameterError(f"layer {i} has non-finite weights or biases; only a "
+                                 "trained, finite network can be encoded")
+        mask = W != 0
+        if not mask.any():
+            raise ParameterError(f"layer {i} of the ResNet has no weights left after pruning; "
+                                 "prune less (a smaller d or a larger keep fraction)")
+        symbols, table, step = _quantise_values(W[mask], spec, i)
+        levels, bstep = (None, None) if b is None else _quantise_biases(
+            b, spec.bias_bits, spec.float_dtype)
+        layers.append(QuantisedLayer(mask, symbols, table, levels, bstep, step))
+    return QuantisedResNet(arch, tuple(layers), spec)
+
+
+@dataclass
+class _ResNetHeader:
+    arch: ResNetArch
+    bits: int
+    quantiser: str
+    float_dtype: str
+    bias_bits: int
+    models: list[str]
+    lengths: list[int]  # header, codebook, positions, values, biases, sketch (bytes)
+    ks: list[int] = field(default_factory=list)
+
+
+def _resnet_models(net: QuantisedResNet, spec: CodeSpec) -> list[str]:
+    """Per layer the position model: the requested one, or for ``"auto"`` the one with
+    the shorter ideal length on the layer's whole (unfolded) mask."""
+    if spec.positions in ("density", "column"):
+        return [spec.positions] * len(net.layers)
+    if spec.positions != "auto":
+        raise ParameterError(f"positions={spec.positions!r}: sketched positions are coded for "
+                             "MLPs only; use positions='auto', 'density' or 'column'")
+    return [min(("density", "column"), key=lambda m: _ideal_bits(q.mask, m)) for q in net.layers]
+
+
+def _encode_resnet(model: ResNet, spec: CodeSpec) -> bytes:
+    """The code of a quantised zoo ResNet (network kind 1, see :func:`encode`).
+
+    Segments as for an MLP, without unit sets or sketches: codebook per layer; each
+    layer's whole unfolded mask (density or column model); the symbols under each
+    layer's histogram; the biases of the layers that have them (the head). The header
+    after the network kind holds the constructor's arguments (features, classes, the
+    stage channels, blocks per stage), b, quantiser, float format, ``bias_bits``, each
+    layer's position model and the five segment lengths (the sketch segment is empty).
+    """
+    net = quantise_resnet(model, spec)
+    models = _resnet_models(net, spec)
+    wc = _BitWriter()
+    for q in net.layers:
+        if spec.quantiser == "kmeans":
+            wc.gamma(len(q.table))
+            for t in q.table:
+                wc.float(t, spec.float_dtype)
+        else:
+            wc.float(q.step, spec.float_dtype)
+    wp, ep = _BitWriter(), constriction.stream.queue.RangeEncoder()
+    for q, m in zip(net.layers, models):
+        _encode_positions(wp, ep, q.mask, m)
+    wv, ev = _BitWriter(), constriction.stream.queue.RangeEncoder()
+    for q in net.layers:
+        counts = np.bincount(q.symbols, minlength=len(q.table))
+        _write_histogram(wv, counts)
+        if len(q.table) > 1:
+            ev.encode(q.symbols.astype(np.int32), _categorical(counts))
+    wb, eb = _BitWriter(), constriction.stream.queue.RangeEncoder()
+    has_bias = [q.bias_levels is not None for q in net.layers]
+    for q in net.layers:
+        if q.bias_levels is not None:
+            wb.float(q.bias_step, spec.float_dtype)
+            _encode_ranged(wb, eb, q.bias_levels)
+    segments = [wc.to_bytes(), wp.to_bytes() + _words_to_bytes(ep.get_compressed()),
+                wv.to_bytes() + _words_to_bytes(ev.get_compressed()),
+                wb.to_bytes() + _words_to_bytes(eb.get_compressed()) if any(has_bias) else b"",
+                b""]
+    wh = _BitWriter()
+    for byte in MAGIC:
+        wh.write(byte, 8)
+    wh.gamma(FORMAT_VERSION)
+    wh.natural(_NETWORK_KINDS.index("resnet"))
+    a = net.arch
+    wh.gamma(a.features)
+    wh.gamma(a.classes)
+    wh.gamma(len(a.channels))
+    for c in a.channels:
+        wh.gamma(c)
+    wh.natural(a.blocks)
+    wh.gamma(spec.bits)
+    wh.natural(QUANTISERS.index(spec.quantiser))
+    wh.natural(FLOAT_DTYPES.index(spec.float_dtype))
+    wh.natural(spec.bias_bits if any(has_bias) else 0)
+    for m in models:
+        wh.natural(_LAYER_POSITIONS.index(m))
+    for seg in segments:
+        wh.natural(len(seg))
+    return wh.to_bytes() + b"".join(segments)
+
+
+def _read_resnet_header(r: _BitReader, code: bytes) -> _ResNetHeader:
+    """The rest of a kind-1 header (after the network kind), checked against the length."""
+    features, classes = r.gamma(), r.gamma()
+    channels = tuple(r.gamma() for _ in range(r.gamma()))
+    arch = ResNetArch(features, classes, channels, r.natural())
+    try:
+        n_layers = len(coded_layers(arch.build()))
+    except ParameterError as err:
+        raise ParameterError(f"corrupt code: the header's ResNet cannot be built ({err})") from None
+    bits = r.gamma()
+    quantiser = QUANTISERS[r.natural()]
+    float_dtype = FLOAT_DTYPES[r.natural()]
+    bias_bits = r.natural()
+    models = [_LAYER_POSITIONS[r.natural()] for _ in range(n_layers)]
+    if any(m.startswith("sketch") for m in models):
+        raise ParameterError("corrupt code: a ResNet layer announces a sketch")
+    lengths = [r.natural() for _ in range(5)]
+    header_len = r.byte_offset()
+    if header_len + sum(lengths) != len(code):
+        raise ParameterError(f"the code has {len(code)} bytes but its header announces "
+                             f"{header_len + sum(lengths)}: it is truncated or corrupt")
+    return _ResNetHeader(arch, bits, quantiser, float_dtype, bias_bits, models,
+                         [header_len] + lengths)
+
+
+def _decode_resnet(code: bytes, h: _ResNetHeader) -> QuantisedResNet:
+    """Inverse of :func:`_encode_resnet`."""
+    _, seg_c, seg_p, seg_v, seg_b, _ = _segments(code, h)
+    modules = coded_layers(h.arch.build())
+    shapes = [(int(m.weight.shape[0]), int(m.weight[0].numel())) for m in modules]
+    spec = CodeSpec(bits=h.bits, quantiser=h.quantiser, float_dtype=h.float_dtype,
+                    bias_bits=max(h.bias_bits, 2),
+                    positions=h.models[0] if len(set(h.models)) == 1 else "auto")
+    rc = _BitReader(seg_c)
+    half = (1 << h.bits) // 2
+    grid = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)]).astype(np.float32)
+    tables, steps = [], []
+    for _ in shapes:
+        if h.quantiser == "kmeans":
+            n = rc.gamma()
+            tables.append(np.array([rc.float(h.float_dtype) for _ in range(n)], dtype=np.float32))
+            steps.append(None)
+        else:
+            step = np.float32(rc.float(h.float_dtype))
+            tables.append((step * grid).astype(np.float32))
+            steps.append(step)
+    rp = _BitReader(seg_p)
+    counts = [rp.natural() if m == "density" else None for m in h.models]
+    dp = _split(seg_p, rp)
+    masks = [_decode_positions(dp, s, m, k) for s, m, k in zip(shapes, h.models, counts)]
+    rv = _BitReader(seg_v)
+    hists = [_read_histogram(rv, len(t), int(mask.sum())) for t, mask in zip(tables, masks)]
+    dv = _split(seg_v, rv)
+    symbols = [np.zeros(int(mask.sum()), dtype=np.int64) if len(t) == 1 else
+               np.asarray(dv.decode(_categorical(c), int(mask.sum())), dtype=np.int64)
+               for t, mask, c in zip(tables, masks, hists)]
+    levels: list[np.ndarray | None] = [None] * len(shapes)
+    bsteps: list[np.float32 | None] = [None] * len(shapes)
+    with_bias = [j for j, m in enumerate(modules) if m.bias is not None]
+    if with_bias:
+        rb = _BitReader(seg_b)
+        side = [(np.float32(rb.float(h.float_dtype)), *_decode_ranged(rb, shapes[j][0]))
+                for j in with_bias]
+        db = _split(seg_b, rb)
+        for j, (step, lo, c) in zip(with_bias, side):
+            levels[j] = _decode_ranged_symbols(db, lo, c, shapes[j][0])
+            bsteps[j] = step
+    layers = tuple(QuantisedLayer(*parts) for parts in
+                   zip(masks, symbols, tables, levels, bsteps, steps))
+    return QuantisedResNet(h.arch, layers, spec)
