@@ -47,6 +47,7 @@ EXECUTED := $(CHAPTERS:%=$(EXEC_DIR)/%.ipynb)
 # rendered into one folder would mix their numbers. _build/html links to the last one.
 STAGE := _build/stage/$(PROFILE)
 SITE := _build/site/$(PROFILE)
+STAMPED := _build/stamped/$(PROFILE)
 BOOK_PAGES := $(shell find book -type f -not -path '*/__pycache__/*')
 
 .PHONY: help install data main-network execute book test check-site check-publish linkcheck bench full-results sync clean clean-cache FORCE
@@ -110,9 +111,12 @@ book: $(BOOK_PAGES) _config.yml _toc.yml | $(STAMP)
 	cp -rp book $(STAGE)/book
 	if [ -d results ]; then cp -rp results $(STAGE)/results; fi
 	ln -s $(CURDIR)/src $(STAGE)/src
-	cp -p $(EXECUTED) $(STAGE)/notebooks/
-	cp -p $(CHAPTERS:%=notebooks/%.md) $(STAGE)/notebooks/   # text sources, for download
-	$(PY) tools/stamp_install_cell.py --ref HEAD $(STAGE)/notebooks/*   # Colab: this commit
+	# The executed chapters and their text sources (for download), with the Colab install
+	# cell stamped with this commit; a stamped copy is rewritten only when its content
+	# changes, so that a warm build does not make Sphinx read every chapter again.
+	$(PY) tools/stamp_install_cell.py --ref HEAD --out-dir $(STAMPED) $(EXECUTED) \
+	  $(CHAPTERS:%=notebooks/%.md)
+	cp -p $(CHAPTERS:%=$(STAMPED)/%.ipynb) $(CHAPTERS:%=$(STAMPED)/%.md) $(STAGE)/notebooks/
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output $(SITE) -W -n --keep-going
 	rm -rf _build/html && ln -s site/$(PROFILE)/_build/html _build/html
 	@echo "The book is in _build/html/index.html (profile $(PROFILE); also $(SITE)/_build/html)."

@@ -125,6 +125,21 @@ def test_publication_copies_get_the_commit(tmp_path):
     assert {p: p.read_bytes() for p in (ROOT / "notebooks").iterdir()} == before
 
 
+def test_stamped_copies_are_rewritten_only_when_their_content_changes(tmp_path):
+    """`make book` stamps into _build/stamped/<profile>: an unchanged copy keeps its time
+    (a warm build re-reads no chapter), a new commit rewrites it."""
+    src = ROOT / "notebooks" / "setting.md"
+    out = tmp_path / "stamped"
+    assert stamp.main(["--ref", "abc123", "--out-dir", str(out), str(src)]) == 0
+    copy = out / "setting.md"
+    assert f"git+{URL}@abc123\"" in _install_cell(copy)
+    os.utime(copy, (1_000_000, 1_000_000))
+    assert stamp.main(["--ref", "abc123", "--out-dir", str(out), str(src)]) == 0
+    assert copy.stat().st_mtime == 1_000_000                 # same content: untouched
+    assert stamp.main(["--ref", "def456", "--out-dir", str(out), str(src)]) == 0
+    assert copy.stat().st_mtime > 1_000_000 and "@def456" in _install_cell(copy)
+
+
 def _run_cell(python: str, code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     """Run a cell's code as Colab would: with the module google.colab loaded."""
     harness = ("import sys, types\n"

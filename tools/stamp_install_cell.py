@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="git ref to install (default: _config.yml's branch; "
                              "HEAD: the checkout's commit)")
     parser.add_argument("--check", action="store_true", help="report, change nothing")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="write the stamped copies here instead of in place; a copy "
+                             "whose content is unchanged is not rewritten, so it keeps its "
+                             "time and Sphinx does not read it again")
     args = parser.parse_args(argv)
     url, branch = config()
     ref = args.ref or branch
@@ -125,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, json.JSONDecodeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if args.out_dir is not None:
+            target = args.out_dir / path.name
+            if not target.exists() or target.read_text() != stamped:
+                args.out_dir.mkdir(parents=True, exist_ok=True)
+                target.write_text(stamped)
+                stale.append(target)
+            continue
         if path.suffix == ".ipynb" and json.loads(stamped) == json.loads(text):
             continue  # same content: keep the file's own JSON layout
         if stamped != text:
