@@ -859,6 +859,61 @@ def _find_sketch(Z: np.ndarray, spec: CodeSpec, layer: int,
     return grid[hi], found[hi]
 
 
+# --------------------------------------------------- segments shared by every network kind
+def _header_writer(kind: str) -> _BitWriter:
+    """A header's start: the magic bytes, the format version and the network kind."""
+    wh = _BitWriter()
+    for byte in MAGIC:
+        wh.write(byte, 8)
+    wh.gamma(FORMAT_VERSION)
+    wh.natural(_NETWORK_KINDS.index(kind))
+    return wh
+
+
+def _codebook_segment(layers: Sequence[Any], spec: CodeSpec) -> bytes:
+    """Each layer's codebook: its k-means table (size, then floats) or its grid step."""
+    wc = _BitWriter()
+    for q in layers:
+        if spec.quantiser == "kmeans":
+            wc.gamma(len(q.table))
+            for t in q.table:
+                wc.float(t, spec.float_dtype)
+        else:
+            wc.float(q.step, spec.float_dtype)
+    return wc.to_bytes()
+
+
+def _read_codebook(segment: bytes, n_layers: int, h: Any) -> tuple[list, list]:
+    """Inverse of :func:`_codebook_segment`: each layer's value table and step (None for
+    k-means); ``h`` is a header with ``bits``, ``quantiser`` and ``float_dtype``."""
+    rc = _BitReader(segment)
+    half = (1 << h.bits) // 2
+    grid = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)]).astype(np.float32)
+    tables, steps = [], []
+    for _ in range(n_layers):
+        if h.quantiser == "kmeans":
+            n = rc.gamma()
+            tables.append(np.array([rc.float(h.float_dtype) for _ in range(n)], dtype=np.float32))
+            steps.append(None)
+        else:
+            step = np.float32(rc.float(h.float_dtype))
+            tables.append((step * grid).astype(np.float32))
+            steps.append(step)
+    return tables, steps
+
+
+def _values_segment(layers: Sequence[Any]) -> bytes:
+    """The symbols of ``layers``: each layer's histogram, then its symbols range-coded under
+    it (nothing but the histogram when the table has one value)."""
+    wv, ev = _BitWriter(), constriction.stream.queue.RangeEncoder()
+    for q in layers:
+        counts = np.bincount(q.symbols, minlength=len(q.table))
+        _write_histogram(wv, counts)
+        if len(q.table) > 1:
+            ev.encode(q.symbols.astype(np.int32), _categorical(counts))
+    return wv.to_bytes() + _words_to_bytes(ev.get_compressed())
+
+
 # ------------------------------------------------------------------- encode/decode
 @dataclass(frozen=True)
 class CodeLength:
@@ -994,28 +1049,12 @@ def encode(model_or_weights: Any, spec: CodeSpec | None = None, *,
     models = _choose_positions(net, spec)
     has_bias = net.layers[0].bias_levels is not None
 
-    # codebook
-    wc = _BitWriter()
-    for q in net.layers:
-        if spec.quantiser == "kmeans":
-            wc.gamma(len(q.table))
-            for t in q.table:
-                wc.float(t, spec.float_dtype)
-        else:
-            wc.float(q.step, spec.float_dtype)
-    codebook = wc.to_bytes()
+    codebook = _codebook_segment(net.layers, spec)
 
     # positions and values (skipped for the layers a sketch describes)
     use_units = spec.unit_sets and not any(m.startswith("sketch") for m in models)
     positions = _encode_all_positions(net, models, use_units)
-    wv, ev = _BitWriter(), constriction.stream.queue.RangeEncoder()
-    for q, model in zip(net.layers, models):
-        if model != "sketch-symbols":
-            counts = np.bincount(q.symbols, minlength=len(q.table))
-            _write_histogram(wv, counts)
-            if len(q.table) > 1:
-                ev.encode(q.symbols.astype(np.int32), _categorical(counts))
-    values = wv.to_bytes() + _words_to_bytes(ev.get_compressed())
+    values = _values_segment([q for q, m in zip(net.layers, models) if m != "sketch-symbols"])
 
     # biases
     biases = b""
@@ -1048,11 +1087,7 @@ def encode(model_or_weights: Any, spec: CodeSpec | None = None, *,
         sketch = ws.to_bytes() + _words_to_bytes(es.get_compressed())
 
     # header
-    wh = _BitWriter()
-    for byte in MAGIC:
-        wh.write(byte, 8)
-    wh.gamma(FORMAT_VERSION)
-    wh.natural(_NETWORK_KINDS.index("mlp"))
+    wh = _header_writer("mlp")
     wh.gamma(len(net.layers))
     wh.gamma(net.widths[0])
     for q in net.layers:
@@ -1158,20 +1193,7 @@ def decode_network(code: bytes) -> "QuantisedNetwork | QuantisedResNet":
                     bias_bits=max(h.bias_bits, 2), sketch_seed=h.sketch_seed,
                     sketch_max_iter=h.sketch_max_iter, unit_sets=h.unit_sets,
                     positions=h.models[0] if len(set(h.models)) == 1 else "auto")
-    # codebook
-    rc = _BitReader(seg_c)
-    tables, steps = [], []
-    half = (1 << h.bits) // 2
-    levels = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)]).astype(np.float32)
-    for _ in shapes:
-        if h.quantiser == "kmeans":
-            n = rc.gamma()
-            tables.append(np.array([rc.float(h.float_dtype) for _ in range(n)], dtype=np.float32))
-            steps.append(None)
-        else:
-            step = rc.float(h.float_dtype)
-            tables.append((np.float32(step) * levels).astype(np.float32))
-            steps.append(np.float32(step))
+    tables, steps = _read_codebook(seg_c, len(shapes), h)
     # sketches first: they may carry masks and symbols
     sketched: dict[int, np.ndarray] = {}
     if seg_s:
@@ -1607,38 +1629,21 @@ def _encode_resnet(model: ResNet, spec: CodeSpec) -> bytes:
     """
     net = quantise_resnet(model, spec)
     models = _resnet_models(net, spec)
-    wc = _BitWriter()
-    for q in net.layers:
-        if spec.quantiser == "kmeans":
-            wc.gamma(len(q.table))
-            for t in q.table:
-                wc.float(t, spec.float_dtype)
-        else:
-            wc.float(q.step, spec.float_dtype)
     wp, ep = _BitWriter(), constriction.stream.queue.RangeEncoder()
     for q, m in zip(net.layers, models):
         _encode_positions(wp, ep, q.mask, m)
-    wv, ev = _BitWriter(), constriction.stream.queue.RangeEncoder()
-    for q in net.layers:
-        counts = np.bincount(q.symbols, minlength=len(q.table))
-        _write_histogram(wv, counts)
-        if len(q.table) > 1:
-            ev.encode(q.symbols.astype(np.int32), _categorical(counts))
     wb, eb = _BitWriter(), constriction.stream.queue.RangeEncoder()
     has_bias = [q.bias_levels is not None for q in net.layers]
     for q in net.layers:
         if q.bias_levels is not None:
             wb.float(q.bias_step, spec.float_dtype)
             _encode_ranged(wb, eb, q.bias_levels)
-    segments = [wc.to_bytes(), wp.to_bytes() + _words_to_bytes(ep.get_compressed()),
-                wv.to_bytes() + _words_to_bytes(ev.get_compressed()),
+    segments = [_codebook_segment(net.layers, spec),
+                wp.to_bytes() + _words_to_bytes(ep.get_compressed()),
+                _values_segment(net.layers),
                 wb.to_bytes() + _words_to_bytes(eb.get_compressed()) if any(has_bias) else b"",
                 b""]
-    wh = _BitWriter()
-    for byte in MAGIC:
-        wh.write(byte, 8)
-    wh.gamma(FORMAT_VERSION)
-    wh.natural(_NETWORK_KINDS.index("resnet"))
+    wh = _header_writer("resnet")
     a = net.arch
     wh.gamma(a.features)
     wh.gamma(a.classes)
@@ -1690,19 +1695,7 @@ def _decode_resnet(code: bytes, h: _ResNetHeader) -> QuantisedResNet:
     spec = CodeSpec(bits=h.bits, quantiser=h.quantiser, float_dtype=h.float_dtype,
                     bias_bits=max(h.bias_bits, 2),
                     positions=h.models[0] if len(set(h.models)) == 1 else "auto")
-    rc = _BitReader(seg_c)
-    half = (1 << h.bits) // 2
-    grid = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)]).astype(np.float32)
-    tables, steps = [], []
-    for _ in shapes:
-        if h.quantiser == "kmeans":
-            n = rc.gamma()
-            tables.append(np.array([rc.float(h.float_dtype) for _ in range(n)], dtype=np.float32))
-            steps.append(None)
-        else:
-            step = np.float32(rc.float(h.float_dtype))
-            tables.append((step * grid).astype(np.float32))
-            steps.append(step)
+    tables, steps = _read_codebook(seg_c, len(shapes), h)
     rp = _BitReader(seg_p)
     counts = [rp.natural() if m == "density" else None for m in h.models]
     dp = _split(seg_p, rp)
